@@ -1,0 +1,1 @@
+"""Weight conversion between this library and other ALBERT implementations."""

@@ -1,0 +1,1 @@
+"""The pipeline factory `create_pipeline(config)` and its configuration."""
