@@ -37,5 +37,5 @@ setup(
         "lint": ["ruff"],
         "dev": ["jax[cpu]", "pytest", "pytest-xdist", "ruff", "uv"],
     },
-    entry_points={"console_scripts": ["albert-keras-demo=albert_keras.demo:main"]},
+    entry_points={"console_scripts": ["albert-pretrain=albert_keras.pretrain_cli:main"]},
 )

@@ -2,11 +2,14 @@
 
 The model library of the clinical ALBERT pipeline. It knows nothing of TFX and imports no
 TensorFlow itself: under KERAS_BACKEND=jax or torch it runs without TensorFlow installed.
+Importing it registers every class a saved model may name (layers, models, optimizer, schedule),
+so that `keras.saving.load_model` finds them.
 """
 
 from albert_keras.backbone import AlbertBackbone
 from albert_keras.config import PRESETS, AlbertConfig
 from albert_keras.heads import MaskedLMHead, SentenceOrderHead
+from albert_keras.optimization import Lamb, WarmupPolynomialDecay
 from albert_keras.pretraining import AlbertPretrainer
 from albert_keras.tasks import (
     IGNORE_LABEL,
@@ -27,7 +30,9 @@ __all__ = [
     "AlbertPretrainer",
     "AlbertQuestionAnswering",
     "AlbertTokenClassifier",
+    "Lamb",
     "MaskedLMHead",
     "SentenceOrderHead",
+    "WarmupPolynomialDecay",
     "bio_labels",
 ]

@@ -51,6 +51,21 @@ class AlbertPretrainer(AlbertTask):
         # === Config ===
         self.task_config = {}
 
+        # === Metrics (reported by fit and evaluate) ===
+        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
+        self.sop_loss_tracker = keras.metrics.Mean(name="sop_loss")
+        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
+        self.sop_accuracy = keras.metrics.SparseCategoricalAccuracy(name="sop_accuracy")
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """MLM accuracy over real predictions (weight 1) only, SOP accuracy, and the two losses."""
+        mlm_loss, sop_loss = pretraining_losses(y, y_pred)
+        self.mlm_loss_tracker.update_state(mlm_loss)
+        self.sop_loss_tracker.update_state(sop_loss)
+        self.mlm_accuracy.update_state(y["mlm_labels"], y_pred["mlm_logits"], sample_weight=y["mlm_weights"])
+        self.sop_accuracy.update_state(y["sop_labels"], y_pred["sop_logits"])
+        return self.get_metrics_result()
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         mlm_loss, sop_loss = pretraining_losses(y, y_pred)
         loss = mlm_loss + sop_loss
