@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     processor = sentencepiece.SentencePieceProcessor(model_file=args.spm_model)
     pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
     vocab = Vocabulary.from_pieces(pieces)
-    config = AlbertConfig.preset(
-        args.preset, vocab_size=len(pieces), max_position_embeddings=max(512, args.seq)
-    )
+    config = AlbertConfig.preset(args.preset, vocab_size=len(pieces))
+    if args.seq > config.max_position_embeddings:
+        positions = config.max_position_embeddings
+        raise SystemExit(f"error: --seq {args.seq} exceeds the preset's {positions} positions")
     masking = MaskingConfig(max_seq_length=args.seq, max_predictions_per_seq=args.max_predictions)
     every = args.checkpoint_every or max(1, args.steps // 10)
     warmup = args.steps // 10 if args.warmup_steps is None else args.warmup_steps

@@ -52,6 +52,7 @@ def run(preset: str = "tiny", batch: int = 4, seq: int = 32, predictions: int = 
     print(f"initial loss: mlm {float(mlm_loss):.4f} (ln(vocab) = {chance:.4f}), sop {float(sop_loss):.4f}")
 
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
-    loss = float(model.train_on_batch(x, y))
-    print(f"training step: loss {loss:.4f}")
+    logs = model.train_on_batch(x, y, return_dict=True)
+    loss = float(logs["loss"])
+    print(f"training step: mlm accuracy {float(logs['mlm_accuracy']):.4f}, loss {loss:.4f}")
     return {"mlm_loss": float(mlm_loss), "sop_loss": float(sop_loss), "train_loss": loss}
