@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 MODEL = [
     "keras>=3.12,<3.13",
     "numpy>=1.26,<2",
+    "safetensors>=0.4",
 ]
 PIPELINE = [
     "tfx==1.16.0",
@@ -19,6 +20,7 @@ PIPELINE = [
     "tensorflow-serving-api==2.16.1",
     "apache-beam[gcp]==2.59.0",
     "sentencepiece",
+    "fhir.resources>=8,<9",
 ]
 
 setup(
@@ -26,7 +28,7 @@ setup(
     version="0.1.0",
     description="ALBERT in Keras 3 inside a TFX pipeline for clinical NLP",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["albert_keras*", "components*", "pipeline*"]),
+    packages=find_packages(include=["albert_keras*", "components*", "pipeline*", "serving*"]),
     py_modules=["pipeline_runner"],
     install_requires=MODEL + PIPELINE,
     extras_require={
@@ -37,5 +39,10 @@ setup(
         "lint": ["ruff"],
         "dev": ["jax[cpu]", "pytest", "pytest-xdist", "ruff", "uv"],
     },
-    entry_points={"console_scripts": ["albert-pretrain=albert_keras.pretrain_cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "albert-pretrain=albert_keras.pretrain_cli:main",
+            "albert-pretraining-records=albert_keras.pretraining_records:main",
+        ]
+    },
 )

@@ -3,8 +3,11 @@
     python -m albert_keras.pretrain_cli --corpus 'notes/*.txt' --spm-model sp.model \\
         --preset base-v2 --steps 10000 --batch 64 --seq 128 --backend jax --out runs/base
 
-Corpus format (google-research's): one sentence per line, a blank line between documents. The
-SentencePiece model must hold ALBERT's [CLS], [SEP] and [MASK] pieces. Re-running the same command
+Corpus: text files (google-research's format: one sentence per line, a blank line between
+documents), or TFRecord files of tokenized instances (`*.tfrecord`, `*.tfrecord.gz`: google-research's
+features, as `python -m albert_keras.pretraining_records` writes them), whose lengths must equal --seq
+and --max-predictions. The SentencePiece model must hold ALBERT's [CLS], [SEP] and [MASK] pieces; with
+records it only sets the vocabulary size. Re-running the same command
 resumes from the newest checkpoint in OUT/checkpoints. Nothing from the corpus is printed: only
 counts and metrics.
 """
@@ -22,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", required=True, nargs="+", help="text files or glob patterns")
+    parser.add_argument("--corpus", required=True, nargs="+", help="text or TFRecord files, or glob patterns")
     parser.add_argument("--spm-model", required=True, help="SentencePiece model file")
     parser.add_argument("--out", required=True, help="output folder: checkpoints, final model, config")
     parser.add_argument("--preset", default="base-v2", help="ALBERT preset (default: base-v2)")
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from albert_keras.optimization import Lamb, WarmupPolynomialDecay
     from albert_keras.pretrain_loop import pretrain
     from albert_keras.pretraining_data import MaskingConfig, Vocabulary, tf_dataset
+    from albert_keras.pretraining_records import is_record_file
+    from albert_keras.pretraining_records import records_dataset as read_records
 
     paths = sorted({p for pattern in args.corpus for p in glob.glob(pattern)})
     if not paths:
@@ -88,9 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     masking = MaskingConfig(max_seq_length=args.seq, max_predictions_per_seq=args.max_predictions)
     every = args.checkpoint_every or max(1, args.steps // 10)
     warmup = args.steps // 10 if args.warmup_steps is None else args.warmup_steps
-    documents = sum(1 for _ in read_documents(paths, processor))
-    backend = keras.backend.backend()
-    print(f"backend {backend}; {len(paths)} files, {documents} documents; vocabulary {len(pieces)}")
+    records = [is_record_file(p) for p in paths]
+    if any(records) and not all(records):
+        raise SystemExit("error: --corpus mixes TFRecord and text files; give one kind")
+    if all(records):
+        read_records(paths, args.seq, args.max_predictions)  # checks every file before training
+        source = f"{len(paths)} TFRecord files"
+    else:
+        source = f"{len(paths)} files, {sum(1 for _ in read_documents(paths, processor))} documents"
+    print(f"backend {keras.backend.backend()}; {source}; vocabulary {len(pieces)}")
 
     keras.utils.set_random_seed(args.seed)
     model = AlbertPretrainer(AlbertBackbone(config))
@@ -100,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         f.write(config.to_json())
 
     def make_dataset():
-        source = tf_dataset(lambda: read_documents(paths, processor), vocab, masking, seed=args.seed)
+        if all(records):
+            source = read_records(paths, args.seq, args.max_predictions)
+        else:
+            source = tf_dataset(lambda: read_documents(paths, processor), vocab, masking, seed=args.seed)
         return source.shuffle(10_000, seed=args.seed).batch(args.batch, drop_remainder=True)
 
     history = pretrain(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
@@ -13,14 +13,17 @@ def variables_by_path(model: keras.Model) -> dict[str, keras.Variable]:
     return {v.path: v for v in model.weights}
 
 
-def assign_weights(model: keras.Model, arrays: Mapping[str, np.ndarray], source: str) -> None:
+def assign_weights(
+    model: keras.Model, arrays: Mapping[str, np.ndarray], source: str, unused: Iterable[str] = ()
+) -> None:
     """Sets every weight of `model` from `arrays` (keyed by variable path).
 
     All-or-nothing: a weight with no array, an array with no weight, or a shape mismatch is an
-    error that names each offending path, raised before anything is assigned.
+    error that names each offending path, raised before anything is assigned. Only the paths in
+    `unused` (weights that the model's outputs do not depend on) may be absent; they keep their values.
     """
     variables = variables_by_path(model)
-    missing = sorted(set(variables) - set(arrays))
+    missing = sorted(set(variables) - set(arrays) - set(unused))
     unknown = sorted(set(arrays) - set(variables))
     mismatched = [
         f"{path}: {source} has {tuple(np.shape(arrays[path]))}, model has {tuple(variables[path].shape)}"
@@ -37,4 +40,6 @@ def assign_weights(model: keras.Model, arrays: Mapping[str, np.ndarray], source:
     if problems:
         raise ValueError(f"Cannot load {source} into {model.name}: " + " | ".join(problems))
     for path, variable in variables.items():
+        if path not in arrays:
+            continue
         variable.assign(np.asarray(arrays[path], dtype=variable.dtype))
