@@ -1,0 +1,39 @@
+"""The tf.train.Example written for each note: the contract with StatisticsGen, Transform and Trainer."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components.clinical_example_gen.records import ProcessedNote
+
+NOTE_ID = "note_id"
+GROUP_ID = "group_id"
+TEXT = "text"
+SENTENCES = "sentences"
+LABELS = "labels"
+NOTE_TYPE = "note_type"
+NUM_CHARS = "num_chars"
+NUM_SENTENCES = "num_sentences"
+
+
+def _bytes(*values: str) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8") for value in values]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def to_example(note: ProcessedNote) -> tf.train.Example:
+    """The note as a tf.train.Example; `labels` may be an empty list, `note_type` an empty string."""
+    features = {
+        NOTE_ID: _bytes(note.note_id),
+        GROUP_ID: _bytes(note.group_id),
+        TEXT: _bytes(note.text),
+        SENTENCES: _bytes(*note.sentences),
+        LABELS: _bytes(*note.labels),
+        NOTE_TYPE: _bytes(note.note_type),
+        NUM_CHARS: _int(len(note.text)),
+        NUM_SENTENCES: _int(len(note.sentences)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features))

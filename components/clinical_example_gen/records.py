@@ -1,0 +1,95 @@
+"""What the readers yield: a note that may go on (`NoteRecord`) or a record that may not (`Reject`).
+
+Every input record becomes exactly one of the two, which is what makes the ingest report's accounting
+(input = kept + duplicates collapsed + rejected) possible. Neither type ever shows note text in its
+repr, and a `Reject` has no field that could hold it: it names the record (its locator) and the
+problem (a stable reason string, plus an optional detail such as a column name or a FHIR element path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+# Reject reasons. These strings are the keys of `rejected_by_reason` in the report; keep them stable.
+EMPTY_TEXT = "empty text"
+UNREADABLE_ENCODING = "unreadable encoding"
+MISSING_COLUMN = "missing column"
+MISSING_FIELD = "missing field"
+MALFORMED_JSON = "malformed JSON"
+MALFORMED_CSV_ROW = "malformed CSV row"
+OVERSIZE = "oversize"
+MARKED_ERROR = "marked error"
+ATTACHMENT_BY_URL = "attachment by URL not supported"
+UNSUPPORTED_ATTACHMENT = "unsupported attachment"
+INVALID_FHIR_RESOURCE = "invalid FHIR resource"
+
+REJECT_REASONS: tuple[str, ...] = (
+    EMPTY_TEXT,
+    UNREADABLE_ENCODING,
+    MISSING_COLUMN,
+    MISSING_FIELD,
+    MALFORMED_JSON,
+    MALFORMED_CSV_ROW,
+    OVERSIZE,
+    MARKED_ERROR,
+    ATTACHMENT_BY_URL,
+    UNSUPPORTED_ATTACHMENT,
+    INVALID_FHIR_RESOURCE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoteRecord:
+    """One note as read from its source, before any text processing."""
+
+    note_id: str
+    #: The unit that must not straddle splits (a patient, or the note itself when nothing groups notes).
+    group_id: str
+    text: str = dataclasses.field(repr=False)
+    labels: tuple[str, ...] = ()
+    #: Short categorical fields (note_type, specialty, source_format); never free text.
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Where the record came from, without its text: `file:line 3`, `file:row 12 (id=7)`, ...
+    locator: str = ""
+
+    @property
+    def note_type(self) -> str:
+        return self.metadata.get("note_type", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """A record that produced no note, and why."""
+
+    locator: str
+    reason: str
+    #: What exactly was wrong, when the reason alone does not say: a column name, an element path.
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {self.reason!r}; expected one of {REJECT_REASONS}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The rejects.jsonl line for this record."""
+        line = {"locator": self.locator, "reason": self.reason}
+        if self.detail:
+            line["detail"] = self.detail
+        return line
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessedNote:
+    """A note after normalization, placeholder replacement, scrubbing and sentence segmentation."""
+
+    note_id: str
+    group_id: str
+    text: str = dataclasses.field(repr=False)
+    sentences: tuple[str, ...] = dataclasses.field(repr=False)
+    labels: tuple[str, ...]
+    note_type: str
+    #: Replacements made in this note, per PHI token (`[DATE]`: 2): placeholders and scrubber finds.
+    phi_counts: Mapping[str, int]
+    locator: str

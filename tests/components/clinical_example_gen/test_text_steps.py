@@ -1,0 +1,48 @@
+"""The text steps composed: NULs gone, placeholders and scrubber finds counted, empty notes rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.clinical_example_gen import records, text_steps
+from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject
+from components.clinical_text import phi_tokens
+
+
+def _record(text: str) -> NoteRecord:
+    return NoteRecord("n1", "g1", text, ("label",), {"note_type": "Nursing"}, "notes.jsonl:line 4")
+
+
+def test_a_note_is_normalized_deidentified_and_segmented() -> None:
+    note = text_steps.TextSteps()(
+        _record("Admitted [**2150-1-1**] wi\x00th chest pain.\r\nSeen by Dr. Jones.")
+    )
+    assert isinstance(note, ProcessedNote)
+    assert "\x00" not in note.text and "\r" not in note.text and "[**" not in note.text
+    assert "Jones" not in note.text
+    assert note.phi_counts == {phi_tokens.DATE: 1, phi_tokens.NAME: 1}
+    assert len(note.sentences) == 2 and all(sentence in note.text for sentence in note.sentences)
+    assert (note.note_id, note.group_id, note.labels, note.note_type) == ("n1", "g1", ("label",), "Nursing")
+
+
+def test_scrubber_config_reaches_the_scrubber() -> None:
+    text = "Seen by Dr. Jones today."
+    assert "Jones" in text_steps.TextSteps({"titled_names": False})(_record(text)).text
+    with pytest.raises(ValueError, match="unknown ScrubberConfig keys"):
+        text_steps.TextSteps({"names": False})
+
+
+def test_nothing_left_after_normalization_is_empty_text() -> None:
+    result = text_steps.TextSteps()(_record("\x00 \u200b\n\x00"))
+    assert result == Reject("notes.jsonl:line 4", records.EMPTY_TEXT)
+
+
+def test_a_failing_step_names_the_record_not_its_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(text: str) -> list[str]:
+        raise ValueError(f"cannot segment {text!r}")
+
+    monkeypatch.setattr(text_steps.segment, "segment_sentences", explode)
+    with pytest.raises(text_steps.TextStepError) as raised:
+        text_steps.TextSteps()(_record("CANARY note text"))
+    assert "notes.jsonl:line 4" in str(raised.value) and "CANARY" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__traceback__ is not None
