@@ -1,14 +1,64 @@
 """The project's one entry point.
 
-    python pipeline_runner.py smoke    # a tiny ALBERT: forward pass and one training step on CPU
+    python pipeline_runner.py run [--runner local] --tiny       # the pipeline on the bundled sample
+    python pipeline_runner.py run --config my.json --set pretrain_steps=50000
+    python pipeline_runner.py smoke                             # a tiny ALBERT's forward pass and step
 
-The TFX pipeline and its local, Kubeflow and Airflow runners come with the pipeline itself.
+Configuration: the defaults of `pipeline.configs.PipelineConfig`, then `--tiny` (a tiny model and
+few steps), then `--config FILE` (JSON), then the flags, then each `--set KEY=VALUE` (VALUE as JSON,
+or a plain string).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+
+
+def build_config(args: argparse.Namespace):
+    from pipeline.configs import TINY, PipelineConfig
+
+    values: dict = dict(TINY) if args.tiny else {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            values.update(json.load(f))
+    flags = {
+        "output_dir": args.output_dir,
+        "corpus_path": args.corpus,
+        "corpus_format": args.corpus_format,
+        "preset": args.preset,
+        "pretrain_steps": args.pretrain_steps,
+        "finetune_steps": args.finetune_steps,
+        "min_accuracy": args.min_accuracy,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.beam_arg:
+        values["beam_args"] = list(args.beam_arg)
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set takes KEY=VALUE, received {item!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return PipelineConfig.from_dict(values)
+
+
+def run_local(config) -> None:
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    os.makedirs(config.output_dir, exist_ok=True)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+    versions = sorted(os.listdir(config.serving_dir), key=int) if os.path.isdir(config.serving_dir) else []
+    pushed = os.path.join(config.serving_dir, versions[-1]) if versions else "nothing pushed (not blessed)"
+    print(f"pushed model: {pushed}")
+    print(f"ML Metadata: {config.metadata_path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run or compile the pipeline")
+    run.add_argument("--runner", choices=("local",), default="local")
+    run.add_argument("--tiny", action="store_true", help="tiny model and few steps (the sample run)")
+    run.add_argument("--config", help="JSON file of PipelineConfig fields")
+    run.add_argument("--output-dir")
+    run.add_argument("--corpus", help="corpus file or folder")
+    run.add_argument("--corpus-format", choices=("csv", "mimic", "text_dir", "jsonl", "fhir"))
+    run.add_argument("--preset", help="ALBERT preset")
+    run.add_argument("--pretrain-steps", type=int)
+    run.add_argument("--finetune-steps", type=int)
+    run.add_argument("--min-accuracy", type=float, help="the Evaluator's accuracy floor for blessing")
+    run.add_argument("--beam-arg", action="append", default=[], help="a Beam pipeline option (repeatable)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any PipelineConfig field"
+    )
+
     smoke = commands.add_parser("smoke", help="forward pass and one training step of a tiny ALBERT")
     smoke.add_argument("--preset", default="tiny", help="ALBERT preset (default: tiny)")
     smoke.add_argument("--batch", type=int, default=4)
@@ -23,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "smoke":
-        from albert_keras.smoke import run
+        from albert_keras.smoke import run as smoke_run
 
-        run(preset=args.preset, batch=args.batch, seq=args.seq)
+        smoke_run(preset=args.preset, batch=args.batch, seq=args.seq)
+    elif args.command == "run":
+        config = build_config(args)
+        run_local(config)
     return 0
 
 

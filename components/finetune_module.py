@@ -1,0 +1,192 @@
+"""Trainer "finetune": note classification, warm-started from the pretraining Trainer's model, exported
+as a SavedModel that TF Serving and the Evaluator load.
+
+Reads the Transform output (packed ALBERT inputs and the `label` index). The export's signatures:
+    serving_default     text: string [batch] of raw notes -> probabilities [batch, classes] and
+                        label_names [classes], the class names in probability order
+    classify            inputs: serialized tf.Examples -> classes [batch, classes], scores [batch, classes]
+                        (TF Serving's Classify layout)
+    predict_examples    examples: serialized tf.Examples -> probabilities (the Evaluator's signature)
+    transform_features  examples: serialized tf.Examples -> the transformed features (the Evaluator's
+                        preprocessing: labels and slicing keys)
+Raw text goes through the Transform graph itself, so serving tokenizes exactly as training did.
+Warmup requests for TF Serving are written to assets.extra.
+
+custom_config: batch_size, learning_rate, eval_steps, seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+
+from albert_keras import AlbertBackbone, AlbertClassifier
+from albert_keras.pretrain_loop import pretrain
+from components import trainer_common
+from components.pretrain_module import PRETRAINER_FILE
+from components.transform_module import LABEL_VOCABULARY
+
+INPUTS = ("token_ids", "segment_ids", "padding_mask")
+LABEL = "label"
+WARMUP_NOTES = (
+    "Chief complaint: chest pain for two days. No fever.",
+    "The patient is a 45-year-old woman seen in follow-up after knee arthroscopy.",
+    "MRI of the lumbar spine shows a disc bulge at L4-5 without stenosis.",
+)
+
+
+def _dataset(files: list[str], feature_spec: dict, batch: int, seed: int | None) -> tf.data.Dataset:
+    spec = {k: feature_spec[k] for k in (*INPUTS, LABEL)}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if seed is not None:
+        dataset = dataset.shuffle(10_000, seed=seed)
+    dataset = dataset.map(lambda raw: tf.io.parse_single_example(raw, spec))
+    dataset = dataset.filter(lambda e: e[LABEL] >= 0)  # notes without a label do not train
+    return dataset.map(
+        lambda e: ({k: tf.cast(e[k], tf.int32) for k in INPUTS}, tf.cast(e[LABEL], tf.int32))
+    ).batch(batch)
+
+
+def _pretrained_backbone(fn_args) -> AlbertBackbone:
+    """The backbone of the pretraining Trainer's model (its vocabulary is the tokenizer's)."""
+    if not fn_args.base_model:
+        raise ValueError("the fine-tuning Trainer needs base_model: the pretraining Trainer's model")
+    local = os.path.join(fn_args.model_run_dir, PRETRAINER_FILE)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    tf.io.gfile.copy(os.path.join(fn_args.base_model, PRETRAINER_FILE), local, overwrite=True)
+    return keras.saving.load_model(local, safe_mode=True).backbone
+
+
+def _raw_features(raw_spec: dict, texts: tf.Tensor) -> dict:
+    """Raw features as ingestion would give them, for a batch of note texts: text and its length
+    filled in, every other feature empty."""
+    rows = tf.shape(texts, out_type=tf.int64)[0]
+    given = {"text": texts, "num_chars": tf.cast(tf.strings.length(texts, unit="UTF8_CHAR"), tf.int64)}
+    features = {}
+    for name, spec in raw_spec.items():
+        if isinstance(spec, tf.io.VarLenFeature):
+            if name in given:
+                indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
+                features[name] = tf.SparseTensor(indices, tf.cast(given[name], spec.dtype), [rows, 1])
+            else:
+                empty = tf.zeros([0], spec.dtype)
+                features[name] = tf.SparseTensor(tf.zeros([0, 2], tf.int64), empty, tf.stack([rows, 0]))
+        else:
+            shape = tf.concat([[rows], tf.constant(spec.shape, tf.int64)], 0)
+            default = given.get(
+                name, tf.zeros(shape, spec.dtype) if spec.dtype != tf.string else tf.fill(shape, "")
+            )
+            features[name] = tf.reshape(tf.cast(default, spec.dtype), shape)
+    return features
+
+
+class ServingModule(tf.Module):
+    """The classifier with the Transform graph in front of it, as TF Serving and TFMA call it."""
+
+    def __init__(self, classifier: keras.Model, tft_output: tft.TFTransformOutput):
+        super().__init__()
+        self.classifier = classifier
+        self.tft_layer = tft_output.transform_features_layer()
+        self.raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()}
+        with tf.io.gfile.GFile(tft_output.vocabulary_file_by_name(LABEL_VOCABULARY)) as f:
+            names = [line.rstrip("\n") for line in f]
+        self.label_names = tf.constant(names)
+
+    def _probabilities(self, transformed: dict) -> tf.Tensor:
+        logits = self.classifier({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text):
+        probabilities = self._probabilities(self.tft_layer(_raw_features(self.raw_spec, text)))
+        return {"probabilities": probabilities, "label_names": self.label_names}
+
+    def _parse(self, serialized):
+        return tf.io.parse_example(serialized, self.raw_spec)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        scores = self._probabilities(self.tft_layer(self._parse(inputs)))
+        classes = tf.tile(self.label_names[None, :], [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(self, examples):
+        return {"probabilities": self._probabilities(self.tft_layer(self._parse(examples)))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        return self.tft_layer(self._parse(examples))
+
+
+def write_warmup_requests(export_dir: str) -> None:
+    """`assets.extra/tf_serving_warmup_requests`: Predict requests that TF Serving replays on load."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    folder = os.path.join(export_dir, "assets.extra")
+    tf.io.gfile.makedirs(folder)
+    with tf.io.TFRecordWriter(os.path.join(folder, "tf_serving_warmup_requests")) as writer:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(signature_name="serving_default"),
+            inputs={"text": tf.make_tensor_proto(list(WARMUP_NOTES), dtype=tf.string)},
+        )
+        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        writer.write(log.SerializeToString())
+
+
+def export(classifier: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str) -> None:
+    module = ServingModule(classifier, tft_output)
+    signatures = {
+        "serving_default": module.serve_text,
+        "classify": module.classify,
+        "predict_examples": module.predict_examples,
+        "transform_features": module.transform_features,
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    write_warmup_requests(export_dir)
+
+
+def run_fn(fn_args) -> None:
+    custom = dict(fn_args.custom_config)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    num_labels = tft_output.vocabulary_size_by_name(LABEL_VOCABULARY)
+    feature_spec = tft_output.transformed_feature_spec()
+    batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
+    train_files = trainer_common.example_files(fn_args.train_files)
+    eval_files = trainer_common.example_files(fn_args.eval_files)
+    steps = int(fn_args.train_steps)
+    policy = trainer_common.set_precision()
+    logging.info("fine-tuning on %d classes for %d steps, batch %d, %s", num_labels, steps, batch, policy)
+
+    strategy = trainer_common.distribution_strategy()
+    global_batch = batch * strategy.num_replicas_in_sync
+    with strategy.scope():
+        keras.utils.set_random_seed(seed)
+        classifier = AlbertClassifier(_pretrained_backbone(fn_args), num_labels=num_labels)
+        schedule = keras.optimizers.schedules.PolynomialDecay(
+            float(custom["learning_rate"]), max(steps, 1), 0.0
+        )
+        classifier.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01))
+
+    every = max(1, steps // 5)
+    while steps % every:
+        every -= 1
+    eval_data = _dataset(eval_files, feature_spec, global_batch, seed=None).take(
+        int(custom.get("eval_steps", 10))
+    )
+    history = pretrain(
+        classifier,
+        lambda: _dataset(train_files, feature_spec, global_batch, seed=seed),
+        total_steps=steps,
+        checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
+        steps_per_checkpoint=every,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))],
+        verbose=2,
+    )
+    results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
+    logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
+    export(classifier, tft_output, fn_args.serving_model_dir)

@@ -1,0 +1,119 @@
+"""The Transform graph: raw note text to ALBERT's inputs, and the features the trainers and the
+validators need. It is also the first half of the served model, so training and serving tokenize
+with the same graph (tensorflow-text's SentencePiece ops, which the stock TF Serving 2.16 has).
+
+`preprocessing_fn(inputs, custom_config)` reads from custom_config:
+    tokenizer_dir   the SentencePiece tokenizer artifact (added by TokenizedTransform)
+    seq_length      ALBERT's sequence length for classification inputs
+
+Outputs (per note):
+    token_ids, segment_ids, padding_mask   int64 (seq_length,): `[CLS] note [SEP]`, truncated
+    label                                   int64: index of the note's label in the `labels` vocabulary
+                                            (-1 when the note has none)
+    sentence_token_ids                      int64 (tokens,): every sentence's ids, concatenated
+    sentence_lengths                        int64 (sentences,): ids per sentence (pretraining pairs)
+    num_cls, unk_fraction                   token-level checks: one [CLS]; the share of <unk> ids
+    note_type, length_bucket                slicing keys for the Evaluator
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+import tensorflow_transform as tft
+
+from components.sentencepiece_tokenizer.tokenize_graph import SpecialIds, make_tokenizer, pack, tokenize
+
+LABEL_VOCABULARY = "labels"
+MODEL_FILE = "spm.model"
+# Note lengths (characters) at which the Evaluator's length slices change.
+LENGTH_BUCKETS = (1000, 3000, 6000)
+
+
+def read_model_proto(tokenizer_dir: str) -> bytes:
+    with tf.io.gfile.GFile(os.path.join(tokenizer_dir, MODEL_FILE), "rb") as f:
+        return f.read()
+
+
+def _dense_strings(feature: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    """A single-valued string feature as `[batch]` ("" where absent)."""
+    if isinstance(feature, tf.SparseTensor):
+        feature = tf.sparse.to_dense(feature, default_value="")
+    feature = tf.reshape(feature, [tf.shape(feature)[0], -1])
+    return tf.concat([feature, tf.fill([tf.shape(feature)[0], 1], "")], axis=1)[:, 0]
+
+
+def normalize_in_graph(texts: tf.Tensor) -> tf.Tensor:
+    """The part of ingestion's normalization that serving must repeat on raw text: NFKC, one space
+    for each run of spaces or tabs. Idempotent on text that ingestion already normalized."""
+    texts = tf_text.normalize_utf8(texts, "NFKC")
+    return tf.strings.strip(tf.strings.regex_replace(texts, r"[ \t]+", " "))
+
+
+def note_features(texts: tf.Tensor, model_proto: bytes, seq_length: int) -> dict[str, tf.Tensor]:
+    """Raw note text `[batch]` -> packed ALBERT inputs (int64 `[batch, seq_length]`) and token checks.
+
+    Shared by `preprocessing_fn` and the serving signature.
+    """
+    tokenizer = make_tokenizer(model_proto)
+    special = SpecialIds.from_model_proto(model_proto)
+    ids = tokenize(tokenizer, normalize_in_graph(texts))
+    packed = pack(
+        ids, seq_length=seq_length, cls_id=special.cls_id, sep_id=special.sep_id, pad_id=special.pad_id
+    )
+    features = {name: tf.cast(value, tf.int64) for name, value in packed.items()}
+    unk_id = 1  # ALBERT's convention, checked by the tokenizer trainer
+    features["num_cls"] = tf.reduce_sum(
+        tf.cast(tf.equal(packed["token_ids"], special.cls_id), tf.int64), axis=1
+    )
+    unknown = tf.reduce_sum(tf.cast(tf.equal(ids, unk_id), tf.float32), axis=1)
+    features["unk_fraction"] = tf.math.divide_no_nan(unknown, tf.cast(ids.row_lengths(), tf.float32))
+    return features
+
+
+def _sentence_features(sentences: tf.SparseTensor, model_proto: bytes) -> dict[str, tf.SparseTensor]:
+    """Each note's sentences tokenized: ids concatenated, and the number of ids per sentence."""
+    tokenizer = make_tokenizer(model_proto)
+    sentence_ids = tokenize(tokenizer, sentences.values)  # (all sentences, (ids))
+    per_note = tf.RaggedTensor.from_value_rowids(
+        sentence_ids.row_lengths(), sentences.indices[:, 0], nrows=sentences.dense_shape[0]
+    )  # (batch, (sentences))
+    ids_per_note = tf.RaggedTensor.from_row_lengths(
+        sentence_ids.values, tf.reduce_sum(per_note, axis=1)
+    )  # (batch, (ids))
+    return {
+        "sentence_token_ids": tf.cast(ids_per_note, tf.int64).to_sparse(),
+        "sentence_lengths": tf.cast(per_note, tf.int64).to_sparse(),
+    }
+
+
+def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
+    model_proto = read_model_proto(custom_config["tokenizer_dir"])
+    texts = _dense_strings(inputs["text"])
+    outputs = note_features(texts, model_proto, int(custom_config["seq_length"]))
+    outputs.update(_sentence_features(inputs["sentences"], model_proto))
+
+    # The classification target: the note's first label (notes listed under several specialties
+    # carry them all, sorted; see the ingestion's dedupe) mapped through a vocabulary that the
+    # exported model uses to name its classes.
+    first_label = _dense_strings(tf.sparse.slice(inputs["labels"], [0, 0], [tf.int64.max, 1]))
+    outputs["label"] = tft.compute_and_apply_vocabulary(
+        first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
+    )
+    outputs["note_type"] = _dense_strings(inputs["note_type"])
+    outputs["length_bucket"] = tf.searchsorted(
+        tf.constant(LENGTH_BUCKETS, tf.int64),
+        _dense_int(inputs["num_chars"]),
+        side="right",
+        out_type=tf.int64,
+    )
+    return outputs
+
+
+def _dense_int(feature: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    if isinstance(feature, tf.SparseTensor):
+        feature = tf.sparse.to_dense(feature, default_value=0)
+    return tf.reshape(feature, [-1])

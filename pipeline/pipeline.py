@@ -1,0 +1,179 @@
+"""The clinical ALBERT pipeline: one pure factory from a `PipelineConfig` to a TFX pipeline.
+
+corpus -> ClinicalExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+       -> SentencePieceTokenizer (train split) -> TokenizedTransform (in-graph tokenization)
+       -> TokenSchemaGen -> ExampleValidator (token level) -> AnomalyGate
+       -> Trainer "pretrain" (MLM + SOP) -> Trainer "finetune" (classification)
+       -> Evaluator (against the latest blessed model) -> ServingCheck -> Pusher (only if blessed)
+"""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.clinical_example_gen.component import ClinicalExampleGen
+from components.data_checks.component import AnomalyGate, TokenSchemaGen
+from components.sentencepiece_tokenizer.component import SentencePieceTokenizer
+from components.serving_check.component import ServingCheck
+from components.with_tokenizer.component import TokenizedTrainer, TokenizedTransform
+from pipeline.configs import PipelineConfig
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy with a floor and a bound on the drop against the baseline; slices by note type and
+    length. The Evaluator feeds raw examples through the model's own Transform signature."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_accuracy_drop}
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="predict_examples",
+                preprocessing_function_names=["transform_features"],
+                label_key="label",
+                prediction_key="probabilities",
+            )
+        ],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_keys=["note_type"]),
+            tfma.SlicingSpec(feature_keys=["length_bucket"]),
+        ],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    example_gen = ClinicalExampleGen(
+        input_base=config.corpus_path,
+        input_format=config.corpus_format,
+        reader_config=config.reader_config,
+        splits=config.splits,
+        max_note_bytes=config.max_note_bytes,
+        scrubber_config=config.scrubber_config,
+    )
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    if config.schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+
+    tokenizer = SentencePieceTokenizer(
+        examples=examples,
+        vocab_size=config.vocab_size,
+        max_sentences=config.max_tokenizer_sentences,
+        seed=config.seed,
+    )
+    transform = TokenizedTransform(
+        examples=examples,
+        schema=schema_gen.outputs["schema"],
+        tokenizer=tokenizer.outputs["tokenizer"],
+        preprocessing_fn="components.transform_module.preprocessing_fn",
+        custom_config={"seq_length": config.seq_length},
+    )
+    token_schema = TokenSchemaGen(
+        transformed_schema=transform.outputs["post_transform_schema"],
+        max_unk_fraction=config.max_unk_fraction,
+    )
+    token_validator = tfx.components.ExampleValidator(
+        statistics=transform.outputs["post_transform_stats"], schema=token_schema.outputs["schema"]
+    ).with_id("token_validator")
+    gate = AnomalyGate(
+        raw_anomalies=example_validator.outputs["anomalies"],
+        token_anomalies=token_validator.outputs["anomalies"],
+        stop_on_anomalies=int(config.stop_on_anomalies),
+    )
+
+    pretrainer = TokenizedTrainer(
+        examples=transform.outputs["transformed_examples"],
+        tokenizer=tokenizer.outputs["tokenizer"],
+        run_fn="components.pretrain_module.run_fn",
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.pretrain_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=0),
+        custom_config={
+            "preset": config.preset,
+            "seq_length": config.seq_length,
+            "max_predictions": config.max_predictions,
+            "batch_size": config.pretrain_batch_size,
+            "learning_rate": config.pretrain_learning_rate,
+            "init_checkpoint": config.init_checkpoint,
+            "init_checkpoint_format": config.init_checkpoint_format,
+            "seed": config.seed,
+        },
+    ).with_id("pretrain")
+    pretrainer.add_upstream_node(gate)
+    finetuner = tfx.components.Trainer(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=pretrainer.outputs["model"],
+        run_fn="components.finetune_module.run_fn",
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.finetune_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
+        custom_config={
+            "batch_size": config.finetune_batch_size,
+            "learning_rate": config.finetune_learning_rate,
+            "eval_steps": config.eval_steps,
+            "seed": config.seed,
+        },
+    ).with_id("finetune")
+
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=finetuner.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    serving_check = ServingCheck(model=finetuner.outputs["model"])
+    pusher = tfx.components.Pusher(
+        model=finetuner.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            tokenizer,
+            transform,
+            token_schema,
+            token_validator,
+            gate,
+            pretrainer,
+            finetuner,
+            baseline,
+            evaluator,
+            serving_check,
+            pusher,
+        ],
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )
