@@ -12,7 +12,8 @@ Reads the Transform output (packed ALBERT inputs and the `label` index). The exp
 Raw text goes through the Transform graph itself, so serving tokenizes exactly as training did.
 Warmup requests for TF Serving are written to assets.extra.
 
-custom_config: batch_size, learning_rate, eval_steps, seed.
+custom_config: batch_size, learning_rate, eval_steps, seed, label_names (optional: the classes in id
+order; else the Transform's label vocabulary).
 """
 
 from __future__ import annotations
@@ -87,14 +88,12 @@ def _raw_features(raw_spec: dict, texts: tf.Tensor) -> dict:
 class ServingModule(tf.Module):
     """The classifier with the Transform graph in front of it, as TF Serving and TFMA call it."""
 
-    def __init__(self, classifier: keras.Model, tft_output: tft.TFTransformOutput):
+    def __init__(self, classifier: keras.Model, tft_output: tft.TFTransformOutput, label_names: list[str]):
         super().__init__()
         self.classifier = classifier
         self.tft_layer = tft_output.transform_features_layer()
-        self.raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()}
-        with tf.io.gfile.GFile(tft_output.vocabulary_file_by_name(LABEL_VOCABULARY)) as f:
-            names = [line.rstrip("\n") for line in f]
-        self.label_names = tf.constant(names)
+        self.raw_spec = dict(tft_output.raw_feature_spec())
+        self.label_names = tf.constant(label_names)
 
     def _probabilities(self, transformed: dict) -> tf.Tensor:
         logits = self.classifier({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
@@ -138,8 +137,17 @@ def write_warmup_requests(export_dir: str) -> None:
         writer.write(log.SerializeToString())
 
 
-def export(classifier: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str) -> None:
-    module = ServingModule(classifier, tft_output)
+def label_names(custom: dict, tft_output: tft.TFTransformOutput) -> list[str]:
+    """The classes in id order: the configured names, or the Transform's label vocabulary."""
+    if custom.get("label_names"):
+        return list(custom["label_names"])
+    return [name.decode() for name in tft_output.vocabulary_by_name(LABEL_VOCABULARY)]
+
+
+def export(
+    classifier: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str, names: list[str]
+) -> None:
+    module = ServingModule(classifier, tft_output, names)
     signatures = {
         "serving_default": module.serve_text,
         "classify": module.classify,
@@ -147,13 +155,30 @@ def export(classifier: keras.Model, tft_output: tft.TFTransformOutput, export_di
         "transform_features": module.transform_features,
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    mark_classify_signature(export_dir, "classify")
     write_warmup_requests(export_dir)
+
+
+def mark_classify_signature(export_dir: str, name: str) -> None:
+    """Gives signature `name` TF Serving's Classify method name. `tf.saved_model.save` marks every
+    signature as Predict; Classify requests are only routed to signatures marked for Classify (with
+    an `inputs` string tensor of serialized tf.Examples, and `classes`/`scores` outputs)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_dir, "saved_model.pb")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model = saved_model_pb2.SavedModel.FromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[name].method_name = tf.saved_model.CLASSIFY_METHOD_NAME
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
 
 
 def run_fn(fn_args) -> None:
     custom = dict(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    num_labels = tft_output.vocabulary_size_by_name(LABEL_VOCABULARY)
+    names = label_names(custom, tft_output)
+    num_labels = len(names)
     feature_spec = tft_output.transformed_feature_spec()
     batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
     train_files = trainer_common.example_files(fn_args.train_files)
@@ -189,4 +214,4 @@ def run_fn(fn_args) -> None:
     )
     results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
     logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
-    export(classifier, tft_output, fn_args.serving_model_dir)
+    export(classifier, tft_output, fn_args.serving_model_dir, names)

@@ -5,11 +5,12 @@ with the same graph (tensorflow-text's SentencePiece ops, which the stock TF Ser
 `preprocessing_fn(inputs, custom_config)` reads from custom_config:
     tokenizer_dir   the SentencePiece tokenizer artifact (added by TokenizedTransform)
     seq_length      ALBERT's sequence length for classification inputs
+    label_names     the classes in id order (optional; else a vocabulary of the training labels)
 
 Outputs (per note):
     token_ids, segment_ids, padding_mask   int64 (seq_length,): `[CLS] note [SEP]`, truncated
-    label                                   int64: index of the note's label in the `labels` vocabulary
-                                            (-1 when the note has none)
+    label                                   int64: index of the note's first label in label_names (or
+                                            the `labels` vocabulary); -1 when it has none or another
     sentence_token_ids                      int64 (tokens,): every sentence's ids, concatenated
     sentence_lengths                        int64 (sentences,): ids per sentence (pretraining pairs)
     num_cls, unk_fraction                   token-level checks: one [CLS]; the share of <unk> ids
@@ -97,12 +98,22 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     outputs.update(_sentence_features(inputs["sentences"], model_proto))
 
     # The classification target: the note's first label (notes listed under several specialties
-    # carry them all, sorted; see the ingestion's dedupe) mapped through a vocabulary that the
-    # exported model uses to name its classes.
+    # carry them all, sorted; see the ingestion's dedupe), as its index in the configured label
+    # names, or else in a vocabulary computed over the training split.
     first_label = _dense_strings(tf.sparse.slice(inputs["labels"], [0, 0], [tf.int64.max, 1]))
-    outputs["label"] = tft.compute_and_apply_vocabulary(
-        first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
-    )
+    label_names = list(custom_config.get("label_names") or [])
+    if label_names:
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(label_names), tf.range(len(label_names), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        outputs["label"] = table.lookup(first_label)
+    else:
+        outputs["label"] = tft.compute_and_apply_vocabulary(
+            first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
+        )
     outputs["note_type"] = _dense_strings(inputs["note_type"])
     outputs["length_bucket"] = tf.searchsorted(
         tf.constant(LENGTH_BUCKETS, tf.int64),

@@ -77,7 +77,9 @@ def sample_ncbi(source_dir: Path, out: Path, count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("shared_data", type=Path, help="the shared/data folder (mtsamples/, ncbi_disease/)")
     parser.add_argument("--per-specialty", type=int, default=8)
     parser.add_argument("--abstracts", type=int, default=120)

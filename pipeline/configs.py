@@ -11,6 +11,19 @@ import json
 import os
 from typing import Any
 
+# The 40 medical specialties of MTSamples (shared/data/README.md), the default task's classes.
+MTSAMPLES_SPECIALTIES = (
+    "Allergy / Immunology", "Autopsy", "Bariatrics", "Cardiovascular / Pulmonary", "Chiropractic",
+    "Consult - History and Phy.", "Cosmetic / Plastic Surgery", "Dentistry", "Dermatology",
+    "Diets and Nutritions", "Discharge Summary", "ENT - Otolaryngology", "Emergency Room Reports",
+    "Endocrinology", "Gastroenterology", "General Medicine", "Hematology - Oncology",
+    "Hospice - Palliative Care", "IME-QME-Work Comp etc.", "Lab Medicine - Pathology", "Letters",
+    "Nephrology", "Neurology", "Neurosurgery", "Obstetrics / Gynecology", "Office Notes", "Ophthalmology",
+    "Orthopedic", "Pain Management", "Pediatrics - Neonatal", "Physical Medicine - Rehab", "Podiatry",
+    "Psychiatry / Psychology", "Radiology", "Rheumatology", "SOAP / Chart / Progress Notes",
+    "Sleep Medicine", "Speech - Language", "Surgery", "Urology",
+)  # fmt: skip
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_CORPUS = os.path.join(REPO, "data", "sample")
 
@@ -71,6 +84,10 @@ class PipelineConfig:
     finetune_learning_rate: float = 5e-5
     eval_steps: int = 100
 
+    # The classes, in class-id order: a fixed label set makes per-class and macro metrics possible
+    # and keeps class ids stable across runs. Empty: the labels found in the training split.
+    label_names: tuple[str, ...] = MTSAMPLES_SPECIALTIES
+
     # -- blessing -----------------------------------------------------------------------------------
     # The candidate must reach these on the eval split, and not fall behind the last blessed
     # model by more than `max_accuracy_drop`.
@@ -126,8 +143,9 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"Unknown pipeline configuration keys: {unknown}; known: {sorted(known)}")
         values = dict(values)
-        if "beam_args" in values:
-            values["beam_args"] = tuple(values["beam_args"])
+        for name in ("beam_args", "label_names"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     @classmethod

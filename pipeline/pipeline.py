@@ -9,11 +9,14 @@ corpus -> ClinicalExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
 
 from __future__ import annotations
 
+import json
+
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.clinical_example_gen.component import ClinicalExampleGen
 from components.data_checks.component import AnomalyGate, TokenSchemaGen
+from components.pusher.component import Pusher
 from components.sentencepiece_tokenizer.component import SentencePieceTokenizer
 from components.serving_check.component import ServingCheck
 from components.with_tokenizer.component import TokenizedTrainer, TokenizedTransform
@@ -21,14 +24,34 @@ from pipeline.configs import PipelineConfig
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy with a floor and a bound on the drop against the baseline; slices by note type and
-    length. The Evaluator feeds raw examples through the model's own Transform signature."""
+    """Accuracy with a floor and a bound on the drop against the baseline; macro F1 with a floor, and
+    per-class precision/recall/F1; slices by note type and length. The Evaluator feeds raw examples
+    through the model's own Transform signature."""
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_accuracy_drop}
         ),
     )
+    f1_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_macro_f1})
+    )
+    metrics_specs = [
+        tfma.MetricsSpec(
+            metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+                # Argmax-based macro F1 plus per-class precision, recall and F1 (sub key class_id).
+                tfma.MetricConfig(
+                    class_name="MacroF1",
+                    module="components.eval_metrics",
+                    config=json.dumps({"num_classes": len(config.label_names)}),
+                    threshold=f1_threshold,
+                ),
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ]
+        )
+    ]
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -43,15 +66,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=["note_type"]),
             tfma.SlicingSpec(feature_keys=["length_bucket"]),
         ],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
-                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-                ]
-            )
-        ],
+        metrics_specs=metrics_specs,
     )
 
 
@@ -85,7 +100,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         schema=schema_gen.outputs["schema"],
         tokenizer=tokenizer.outputs["tokenizer"],
         preprocessing_fn="components.transform_module.preprocessing_fn",
-        custom_config={"seq_length": config.seq_length},
+        custom_config={"seq_length": config.seq_length, "label_names": list(config.label_names)},
     )
     token_schema = TokenSchemaGen(
         transformed_schema=transform.outputs["post_transform_schema"],
@@ -130,6 +145,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             "learning_rate": config.finetune_learning_rate,
             "eval_steps": config.eval_steps,
             "seed": config.seed,
+            "label_names": list(config.label_names),
         },
     ).with_id("finetune")
 
@@ -145,7 +161,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         eval_config=eval_config(config),
     )
     serving_check = ServingCheck(model=finetuner.outputs["model"])
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=finetuner.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],

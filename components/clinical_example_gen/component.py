@@ -18,6 +18,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.clinical_example_gen import executor, readers
 from components.clinical_example_gen.artifacts import IngestReport
+from components.clinical_example_gen.driver import INPUT_FINGERPRINT, InputFingerprintDriver
 from components.clinical_example_gen.split import DEFAULT_SPLITS, parse_splits
 from components.clinical_text.scrub import ScrubberConfig
 
@@ -32,6 +33,8 @@ class ClinicalExampleGenSpec(types.ComponentSpec):
         executor.SPLITS: ExecutionParameter(type=str, optional=True),
         executor.MAX_NOTE_BYTES: ExecutionParameter(type=int, optional=True),
         executor.SCRUBBER_CONFIG: ExecutionParameter(type=str, optional=True),
+        # Set by the driver at run time: a changed corpus must not be served from the cache.
+        INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar[dict[str, ChannelParameter]] = {}
     OUTPUTS: ClassVar[dict[str, ChannelParameter]] = {
@@ -54,6 +57,7 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
 
     SPEC_CLASS = ClinicalExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = InputFingerprintDriver
 
     def __init__(
         self,

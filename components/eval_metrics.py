@@ -1,0 +1,108 @@
+"""Multi-class metrics for the Evaluator that TFMA does not compute from argmax predictions.
+
+TFMA's binarized Precision/Recall/F1 threshold each class's probability at 0.5, which a 40-way
+softmax rarely crosses, and its macro average turns NaN as soon as one class has no predictions. The
+metric here takes the predicted class as the argmax, as a clinician reading the model's answer
+would, and reports:
+
+    macro_f1             mean F1 over the classes that occur in the labels or the predictions
+    f1 (per class)       sub_key class_id=i: F1 of class i (0 when it has no predictions)
+    precision, recall    per class, same sub keys; 0 where undefined
+
+Used in the EvalConfig as `tfma.MetricConfig(class_name="MacroF1", module="components.eval_metrics")`.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from tensorflow_model_analysis.metrics import metric_types
+
+MACRO_F1 = "macro_f1"
+
+
+class MacroF1(metric_types.Metric):
+    def __init__(self, name: str = MACRO_F1, num_classes: int = 0):
+        super().__init__(_computations, name=name, num_classes=num_classes)
+
+
+metric_types.register_metric(MacroF1)
+
+
+def _computations(
+    name: str = MACRO_F1, num_classes: int = 0, model_names=None, output_names=None, **unused
+) -> metric_types.MetricComputations:
+    computations = []
+    for model_name in model_names or [""]:
+        for output_name in output_names or [""]:
+            key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name)
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=[key],
+                    preprocessors=[metric_types.StandardMetricInputsPreprocessor()],
+                    combiner=_ConfusionCombiner(key, num_classes),
+                )
+            )
+    return computations
+
+
+def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(precision, recall, f1) per class and the macro F1 over classes seen, from a confusion matrix
+    indexed [true class, predicted class]."""
+    true_positive = np.diag(confusion).astype(float)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(true_positive), where=total > 0)
+    seen = (predicted > 0) | (actual > 0)
+    macro = float(f1[seen].mean()) if seen.any() else 0.0
+    return precision, recall, f1, macro
+
+
+class _ConfusionCombiner(beam.CombineFn):
+    def __init__(self, key: metric_types.MetricKey, num_classes: int):
+        self._key = key
+        self._num_classes = num_classes
+
+    def create_accumulator(self) -> dict[tuple[int, int], float]:
+        return {}
+
+    def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
+        label, prediction = element.label, element.prediction
+        # With a baseline, inputs come keyed by model name ("candidate", "baseline").
+        if isinstance(label, dict):
+            label = label[self._key.model_name]
+        if isinstance(prediction, dict):
+            prediction = prediction[self._key.model_name]
+        label = int(np.asarray(label).reshape(-1)[0])
+        if label < 0:  # a note without a configured class is not scored
+            return accumulator
+        predicted = int(np.argmax(np.asarray(prediction).reshape(-1)))
+        accumulator[(label, predicted)] = accumulator.get((label, predicted), 0.0) + 1.0
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged: dict[tuple[int, int], float] = {}
+        for accumulator in accumulators:
+            for cell, count in accumulator.items():
+                merged[cell] = merged.get(cell, 0.0) + count
+        return merged
+
+    def extract_output(self, accumulator):
+        size = max([self._num_classes, *(max(cell) + 1 for cell in accumulator)])
+        confusion = np.zeros((size, size))
+        for (true, predicted), count in accumulator.items():
+            confusion[true, predicted] = count
+        precision, recall, f1, macro = per_class_scores(confusion)
+        output = {self._key: macro}
+        for class_id in range(size):
+            for name, values in (("f1", f1), ("precision", precision), ("recall", recall)):
+                key = metric_types.MetricKey(
+                    name=name,
+                    model_name=self._key.model_name,
+                    output_name=self._key.output_name,
+                    sub_key=metric_types.SubKey(class_id=class_id),
+                )
+                output[key] = float(values[class_id])
+        return output

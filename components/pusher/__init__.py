@@ -1,0 +1,1 @@
+"""TFX's Pusher, without duplicate versions."""

@@ -1,0 +1,61 @@
+"""TFX's Pusher, except that a model identical to the newest version being served is not copied again.
+
+A scheduled pipeline that runs with nothing changed gets its Trainers from the cache, but the
+Evaluator re-runs once against the model it blessed last time (the Resolver's baseline is new), and
+TFX's Pusher would then copy the same model into a new version folder on every run. Here the
+candidate's `saved_model.pb` and variables are compared with the newest version first; when they are
+the same, the artifact records that version and nothing is copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from absl import logging
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+
+def model_digest(model_dir: str) -> str:
+    """sha256 over saved_model.pb and every file under variables/ (by relative name and bytes)."""
+    digest = hashlib.sha256()
+    names = ["saved_model.pb"]
+    variables = os.path.join(model_dir, "variables")
+    if fileio.exists(variables):
+        names += sorted(os.path.join("variables", name) for name in fileio.listdir(variables))
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with fileio.open(os.path.join(model_dir, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def newest_version(base_directory: str) -> str | None:
+    if not fileio.exists(base_directory):
+        return None
+    versions = [v.rstrip("/") for v in fileio.listdir(base_directory) if v.rstrip("/").isdigit()]
+    return max(versions, key=int) if versions else None
+
+
+class Executor(pusher_executor.Executor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") == "filesystem" and self.CheckBlessing(input_dict):
+            base = destination.filesystem.base_directory
+            version = newest_version(base)
+            model_path = self.GetModelPath(input_dict)
+            if version and model_digest(os.path.join(base, version)) == model_digest(model_path):
+                model_push = artifact_utils.get_single_instance(
+                    output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+                )
+                self._MarkPushed(
+                    model_push, pushed_destination=os.path.join(base, version), pushed_version=version
+                )
+                logging.info("The model is already served as version %s; nothing copied.", version)
+                return
+        super().Do(input_dict, output_dict, exec_properties)
