@@ -2,6 +2,10 @@
 
     python pipeline_runner.py run [--runner local] --tiny       # the pipeline on the bundled sample
     python pipeline_runner.py run --config my.json --set pretrain_steps=50000
+    python pipeline_runner.py run --runner kubeflow --output-dir gs://BUCKET/runs --image REGISTRY/IMAGE
+                                                                # writes the KFP v2 pipeline spec
+    python pipeline_runner.py run --runner airflow --output-dir /abs/runs --schedule @weekly
+                                                                # validates the DAG, says how to install it
     python pipeline_runner.py smoke                             # a tiny ALBERT's forward pass and step
 
 Configuration: the defaults of `pipeline.configs.PipelineConfig`, then `--tiny` (a tiny model and
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -47,28 +50,16 @@ def build_config(args: argparse.Namespace):
     return PipelineConfig.from_dict(values)
 
 
-def run_local(config) -> None:
-    from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_pipeline
-
-    os.makedirs(config.output_dir, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-    versions = sorted(os.listdir(config.serving_dir), key=int) if os.path.isdir(config.serving_dir) else []
-    pushed = os.path.join(config.serving_dir, versions[-1]) if versions else "nothing pushed (not blessed)"
-    print(f"pushed model: {pushed}")
-    print(f"ML Metadata: {config.metadata_path}")
-
-
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import runners
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run or compile the pipeline")
-    run.add_argument("--runner", choices=("local",), default="local")
+    run.add_argument("--runner", choices=("local", "kubeflow", "airflow"), default="local")
     run.add_argument("--tiny", action="store_true", help="tiny model and few steps (the sample run)")
     run.add_argument("--config", help="JSON file of PipelineConfig fields")
     run.add_argument("--output-dir")
@@ -81,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--beam-arg", action="append", default=[], help="a Beam pipeline option (repeatable)")
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any PipelineConfig field"
+    )
+    run.add_argument(
+        "--image", default=runners.DEFAULT_IMAGE, help="kubeflow: every task's image (default: %(default)s)"
+    )
+    run.add_argument(
+        "--output-spec",
+        default="",
+        help="kubeflow: the spec, .yaml or .json (default: <output-dir>/<name>.yaml)",
+    )
+    run.add_argument(
+        "--schedule", default=runners.DEFAULT_SCHEDULE, help="airflow: the DAG's schedule (%(default)s)"
     )
 
     smoke = commands.add_parser("smoke", help="forward pass and one training step of a tiny ALBERT")
@@ -95,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         smoke_run(preset=args.preset, batch=args.batch, seq=args.seq)
     elif args.command == "run":
         config = build_config(args)
-        run_local(config)
+        if args.runner == "kubeflow":
+            print(f"Kubeflow pipeline spec: {runners.compile_kubeflow(config, args.image, args.output_spec)}")
+        elif args.runner == "airflow":
+            print(runners.prepare_airflow(config, args.schedule))
+        else:
+            runners.run_local(config)
     return 0
 
 

@@ -17,10 +17,54 @@ def distribution_strategy() -> tf.distribute.Strategy:
     the default strategy otherwise."""
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     if sum(len(tasks) for tasks in cluster.values()) > 1:
+        patch_keras_for_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def patch_keras_for_multi_worker() -> None:
+    """Works around two bugs in Keras 3.12's TensorFlow trainer that make every `fit` and `evaluate`
+    fail under MultiWorkerMirroredStrategy, where each element of a batch is a `PerReplica` value:
+
+    - before the first step Keras passes the whole first batch to one `strategy.reduce` call, which
+      takes a single tensor, not a dict (keras-team/keras#20329); only its shapes and dtypes are used,
+      so this worker's own values are taken instead, with no collective;
+    - each step's logs are averaged with `strategy.reduce("MEAN", v, axis=0)`, which fails for the
+      scalars that metrics return (tensorflow/tensorflow#72388); scalars are averaged over replicas.
+
+    Only those failing paths change; applying it twice is harmless.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    trainer_class = tf_trainer.TensorFlowTrainer
+    if getattr(trainer_class, "_multi_worker_patched", False):
+        return
+    symbolic_build, reduce_per_replica = trainer_class._maybe_symbolic_build, tf_trainer.reduce_per_replica
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and self._distribute_strategy is not None:
+            local = self.distribute_strategy.experimental_local_results
+            for _, _, batches in iterator:  # (first step, last step, iterator) in Keras 3.12
+                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(batches))
+                break
+            iterator = None
+        return symbolic_build(self, iterator=iterator, data_batch=data_batch)
+
+    def reduce_logs(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+
+        def mean(value):
+            scalar = strategy.experimental_local_results(value)[0].shape.rank == 0
+            return strategy.reduce("MEAN", value, axis=None if scalar else 0)
+
+        return tf.nest.map_structure(mean, values)
+
+    trainer_class._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_logs
+    trainer_class._multi_worker_patched = True
 
 
 def set_precision() -> str:

@@ -8,4 +8,5 @@ from tfx.types.artifact import Artifact
 class IngestReport(Artifact):
     """A folder holding rejects.jsonl (one line per rejected record) and summary.json (the counts)."""
 
-    TYPE_NAME = "ClinicalIngestReport"
+    # "namespace.Name": the form the Kubeflow V2 compiler requires of custom artifact types.
+    TYPE_NAME = "clinical_albert.ClinicalIngestReport"

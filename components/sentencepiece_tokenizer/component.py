@@ -23,7 +23,8 @@ class SentencePieceModel(artifact.Artifact):
     `stats` (the whole stats.json).
     """
 
-    TYPE_NAME = "SentencePieceTokenizer"
+    # "namespace.Name": the form the Kubeflow V2 compiler requires of custom artifact types.
+    TYPE_NAME = "clinical_albert.SentencePieceTokenizer"
 
 
 class SentencePieceTokenizerSpec(types.ComponentSpec):

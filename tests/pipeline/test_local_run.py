@@ -137,7 +137,7 @@ def test_lineage_links_the_pushed_model_to_its_examples(first_run):
         inputs = store.get_events_by_execution_ids(list(executions))
         frontier = {e.artifact_id for e in inputs if e.type == e.INPUT} - seen
     ancestors = {types[artifacts[i].type_id] for i in seen}
-    assert {"Examples", "SentencePieceTokenizer", "TransformGraph", "Model"} <= ancestors
+    assert {"Examples", "clinical_albert.SentencePieceTokenizer", "TransformGraph", "Model"} <= ancestors
 
 
 def test_second_run_with_nothing_changed_is_cached(first_run):

@@ -25,7 +25,7 @@ def test_parameters_travel_as_sorted_json_with_defaults() -> None:
     assert props["scrubber_config"] == "{}"
     assert component.outputs["examples"].type is standard_artifacts.Examples
     assert component.outputs["report"].type is IngestReport
-    assert IngestReport.TYPE_NAME == "ClinicalIngestReport"
+    assert IngestReport.TYPE_NAME == "clinical_albert.ClinicalIngestReport"
 
 
 def test_it_is_a_beam_component_whose_executor_takes_pipeline_args() -> None:

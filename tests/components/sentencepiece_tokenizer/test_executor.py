@@ -138,7 +138,7 @@ def test_component_wiring():
     examples = channel_utils.as_channel([standard_artifacts.Examples()])
     component = SentencePieceTokenizer(examples=examples, vocab_size=8000, seed=7)
     assert component.outputs[executor.TOKENIZER_KEY].type is SentencePieceModel
-    assert SentencePieceModel.TYPE_NAME == "SentencePieceTokenizer"
+    assert SentencePieceModel.TYPE_NAME == "clinical_albert.SentencePieceTokenizer"
     assert component.exec_properties == {
         "vocab_size": 8000,
         "max_sentences": 1_000_000,

@@ -1,0 +1,46 @@
+"""The pretraining Trainer's start: a new backbone, or one continued from a public checkpoint whose
+vocabulary must be the pipeline tokenizer's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from albert_keras import AlbertBackbone, AlbertConfig
+from albert_keras.convert.hf_files import save_hf_model
+from components.pretrain_module import documents, initial_backbone
+from tests.albert_keras.util import backbone_inputs, randomize_weights
+
+
+def test_continues_from_an_hf_checkpoint_with_the_same_vocabulary(tmp_path):
+    config = AlbertConfig.preset("tiny", vocab_size=96)
+    public = AlbertBackbone(config)
+    randomize_weights(public, seed=4)
+    save_hf_model(public, str(tmp_path / "albert"))
+    loaded = initial_backbone(
+        config, {"init_checkpoint": str(tmp_path / "albert"), "init_checkpoint_format": "hf"}
+    )
+    x = backbone_inputs(96, [7, 3], 7)
+    np.testing.assert_array_equal(loaded(x)["sequence_output"], public(x)["sequence_output"])
+    assert initial_backbone(config, {"init_checkpoint": ""}).config == config
+    with pytest.raises(ValueError, match="vocabulary of 96, the pipeline's tokenizer 120"):
+        initial_backbone(config.replace(vocab_size=120), {"init_checkpoint": str(tmp_path / "albert")})
+
+
+def test_documents_are_rebuilt_from_the_transform_features(tmp_path):
+    import tensorflow as tf
+
+    path = str(tmp_path / "part.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for ids, lengths in (([5, 6, 7, 8, 9], [2, 3]), ([4], [1])):
+            example = tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "sentence_token_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+                        "sentence_lengths": tf.train.Feature(int64_list=tf.train.Int64List(value=lengths)),
+                    }
+                )
+            )
+            writer.write(example.SerializeToString())
+    docs = [[list(s) for s in doc] for doc in documents([path])]
+    assert docs == [[[5, 6], [7, 8, 9]], [[4]]]

@@ -1,0 +1,224 @@
+"""The Kubeflow and Airflow runners: the KFP v2 spec loads with kfp and keeps every component, its image
+and its dependencies; the Airflow DAG file imports under Airflow with a throwaway SQLite home, reads
+its config and schedule from the environment, orders its tasks by their channels and serializes as
+the scheduler stores it. Nothing is pulled or scheduled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COMPONENTS = (
+    "ClinicalExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "SentencePieceTokenizer",
+    "TokenizedTransform", "TokenSchemaGen", "token_validator", "AnomalyGate", "pretrain", "finetune",
+    "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "Pusher",
+)  # fmt: skip
+RESOLVER = "latest_blessed_model_resolver"
+IMAGE = "registry.example/clinical-albert-tfx:test"
+GCS_OUTPUT = "gs://clinical-albert-test/runs"
+
+
+def _tiny_config(**changes):
+    from pipeline.configs import TINY, PipelineConfig
+
+    return PipelineConfig(**{**TINY, **changes})
+
+
+def _tasks_and_images(pipeline_spec) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Task name -> the tasks it depends on; task name -> its container image (resolvers have none)."""
+    from google.protobuf import json_format
+
+    executors = json_format.MessageToDict(pipeline_spec.deployment_spec)["executors"]
+    tasks, images = {}, {}
+    for name, task in pipeline_spec.root.dag.tasks.items():
+        tasks[name] = set(task.dependent_tasks)
+        executor = executors[pipeline_spec.components[task.component_ref.name].executor_label]
+        if "container" in executor:
+            images[name] = executor["container"]["image"]
+    return tasks, images
+
+
+@pytest.fixture(scope="module")
+def kubeflow_component(tmp_path_factory):
+    """The tiny pipeline compiled with a gs:// output dir, loaded back the way kfp 2.5 loads a package."""
+    import kfp.components
+
+    from pipeline.runners import compile_kubeflow
+
+    spec = tmp_path_factory.mktemp("kubeflow") / "clinical-albert.yaml"
+    written = compile_kubeflow(_tiny_config(output_dir=GCS_OUTPUT), image=IMAGE, output_spec=str(spec))
+    assert written == str(spec)
+    return kfp.components.load_component_from_file(written)
+
+
+def test_kubeflow_spec_has_every_component_in_the_given_image(kubeflow_component):
+    tasks, images = _tasks_and_images(kubeflow_component.pipeline_spec)
+    # The resolver compiles to one resolver task per input channel, named after it.
+    resolvers = {name for name in tasks if name.startswith(f"{RESOLVER}-")}
+    assert len(resolvers) == 2, sorted(tasks)
+    assert set(tasks) - resolvers == set(COMPONENTS) - {RESOLVER}
+    assert set(images) == set(COMPONENTS) - {RESOLVER}
+    assert set(images.values()) == {IMAGE}
+    assert kubeflow_component.name == "clinical-albert"
+
+
+def test_kubeflow_spec_keeps_the_dependencies_and_the_gcs_root(kubeflow_component):
+    pipeline_spec = kubeflow_component.pipeline_spec
+    tasks, _ = _tasks_and_images(pipeline_spec)
+    assert tasks["ClinicalExampleGen"] == set()
+    assert tasks["SentencePieceTokenizer"] == {"ClinicalExampleGen"}
+    assert tasks["AnomalyGate"] == {"ExampleValidator", "token_validator"}
+    assert "AnomalyGate" in tasks["pretrain"]  # the gate has no channel into pretrain, only an edge
+    assert "pretrain" in tasks["finetune"]
+    assert tasks["Pusher"] == {"finetune", "Evaluator", "ServingCheck"}
+    assert {"finetune", f"{RESOLVER}-model-resolver"} <= tasks["Evaluator"]
+    assert pipeline_spec.default_pipeline_root == f"{GCS_OUTPUT}/pipeline"
+
+
+def test_kubeflow_cli_writes_the_default_spec_and_a_vertex_job(tmp_path, capsys):
+    import kfp.components
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipeline_runner import main
+
+    assert main(["run", "--runner", "kubeflow", "--tiny", "--output-dir", str(tmp_path)]) == 0
+    default_spec = tmp_path / "clinical-albert.yaml"
+    assert capsys.readouterr().out.strip() == f"Kubeflow pipeline spec: {default_spec}"
+    _, images = _tasks_and_images(kfp.components.load_component_from_file(str(default_spec)).pipeline_spec)
+    assert set(images.values()) == {"clinical-albert-tfx:latest"}
+
+    job_file = tmp_path / "job" / "clinical-albert.json"
+    argv = [
+        "run",
+        "--runner",
+        "kubeflow",
+        "--tiny",
+        "--output-dir",
+        GCS_OUTPUT,
+        "--output-spec",
+        str(job_file),
+    ]
+    assert main([*argv, "--image", IMAGE, "--set", "pipeline_name=clinical-albert-nightly"]) == 0
+    job = json_format.ParseDict(json.loads(job_file.read_text()), pipeline_spec_pb2.PipelineJob())
+    assert job.runtime_config.gcs_output_directory == f"{GCS_OUTPUT}/pipeline"
+    assert job.pipeline_spec["pipelineInfo"]["name"] == "clinical-albert-nightly"
+
+
+# Runs in a fresh interpreter, because Airflow reads AIRFLOW_HOME and its database URL on import: the
+# runner validates the DAG and writes the config, then Airflow's DagBag imports the DAG file twice: linked
+# into a DAGs folder with the environment the runner asks for, and as it is with none. It writes what
+# the tests need as JSON.
+_AIRFLOW_DRIVER = """
+import contextlib, io, json, os, sys
+from airflow.models import DagBag
+from airflow.serialization.serialized_objects import SerializedDAG
+from pipeline_runner import main
+
+summary_file, dag_file, schedule = sys.argv[1:]
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    main(["run", "--runner", "airflow", "--tiny", "--output-dir", "out", "--schedule", schedule,
+          "--set", "pipeline_name=clinical-albert-nightly"])
+summary = {"printed": printed.getvalue()}
+os.makedirs("dags")
+os.symlink(dag_file, "dags/clinical_albert_dag.py")  # installed as the runner says
+for name, folder, env in (
+    ("configured", "dags", {"CLINICAL_ALBERT_CONFIG": os.path.abspath("out/pipeline_config.json"),
+                            "CLINICAL_ALBERT_SCHEDULE": schedule}),
+    ("default", dag_file, {}),
+):
+    os.environ.update(env)
+    bag = DagBag(dag_folder=folder, include_examples=False)
+    for key in env:
+        del os.environ[key]
+    dags = {}
+    for dag_id, dag in bag.dags.items():
+        stored = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+        dags[dag_id] = {
+            "schedule": dag.timetable.summary,
+            "catchup": dag.catchup,
+            "order": [task.task_id for task in dag.topological_sort()],
+            "upstream": {task.task_id: sorted(task.upstream_task_ids) for task in stored.tasks},
+        }
+    summary[name] = {"import_errors": list(bag.import_errors.values()), "dags": dags}
+with open(summary_file, "w") as f:
+    json.dump(summary, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow_summary(tmp_path_factory):
+    work = tmp_path_factory.mktemp("airflow")
+    home = work / "airflow_home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICAL_ALBERT_")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="600",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    summary_file = work / "summary.json"
+    command = [sys.executable, "-c", _AIRFLOW_DRIVER, str(summary_file)]
+    command += [str(REPO / "pipeline" / "airflow_dag.py"), "0 3 * * 1"]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work, json.loads(summary_file.read_text())
+
+
+def test_airflow_runner_writes_the_config_and_says_how_to_install_the_dag(airflow_summary):
+    from pipeline.configs import PipelineConfig
+
+    work, summary = airflow_summary
+    config_file = work / "out" / "pipeline_config.json"
+    config = PipelineConfig.from_file(str(config_file))
+    assert config.output_dir == str(work / "out")  # made absolute for the scheduler
+    assert config.pipeline_name == "clinical-albert-nightly" and config.preset == "tiny"
+    printed = summary["printed"]
+    assert f"ln -s {REPO / 'pipeline' / 'airflow_dag.py'} " in printed
+    assert f"CLINICAL_ALBERT_CONFIG={config_file}" in printed
+    assert "CLINICAL_ALBERT_SCHEDULE='0 3 * * 1'" in printed
+    assert "15 tasks" in printed
+
+
+def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow_summary):
+    _, summary = airflow_summary
+    configured = summary["configured"]
+    assert configured["import_errors"] == []
+    assert list(configured["dags"]) == ["clinical-albert-nightly"]
+    dag = configured["dags"]["clinical-albert-nightly"]
+    assert dag["schedule"] == "0 3 * * 1" and dag["catchup"] is False
+    assert sorted(dag["order"]) == sorted(COMPONENTS)
+    position = {task: i for i, task in enumerate(dag["order"])}
+    for before, after in (
+        ("ClinicalExampleGen", "SentencePieceTokenizer"),
+        ("AnomalyGate", "pretrain"),
+        ("pretrain", "finetune"),
+        ("Evaluator", "Pusher"),
+        ("ServingCheck", "Pusher"),
+    ):
+        assert position[before] < position[after], (before, after)
+    upstream = dag["upstream"]  # as the scheduler stores it (serialized and read back)
+    assert upstream["SentencePieceTokenizer"] == ["ClinicalExampleGen"]
+    assert "AnomalyGate" in upstream["pretrain"]
+    assert upstream["Pusher"] == ["Evaluator", "ServingCheck", "finetune"]
+    assert upstream["Evaluator"] == sorted(["ClinicalExampleGen", "finetune", RESOLVER])
+
+
+def test_airflow_dag_without_environment_is_the_daily_sample_run_under_airflow_home(airflow_summary):
+    work, summary = airflow_summary
+    default = summary["default"]
+    assert default["import_errors"] == []
+    assert list(default["dags"]) == ["clinical-albert"]
+    dag = default["dags"]["clinical-albert"]
+    assert dag["schedule"] == "0 0 * * *" and len(dag["order"]) == len(COMPONENTS)  # @daily
+    assert (work / "airflow_home" / "clinical-albert").is_dir()  # where its ML Metadata will live
