@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 
 import keras
@@ -27,7 +28,21 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.steps_per_checkpoint = steps_per_checkpoint
 
     def on_epoch_end(self, epoch, logs=None):
-        save_checkpoint(self.model, self.directory, (epoch + 1) * self.steps_per_checkpoint)
+        step = (epoch + 1) * self.steps_per_checkpoint
+        if _is_chief(self.model):
+            save_checkpoint(self.model, self.directory, step)
+            return
+        # A multi-worker tf.distribute run: every worker saves (as tf.distribute asks, in case reading
+        # a variable takes part in a collective), but only the chief into the shared folder.
+        with tempfile.TemporaryDirectory(prefix="checkpoint-worker-") as scratch:
+            save_checkpoint(self.model, scratch, step)
+
+
+def _is_chief(model: keras.Model) -> bool:
+    """False only on a non-chief worker of a multi-worker tf.distribute strategy (the TensorFlow
+    backend's models carry their strategy; the others have none)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return bool(getattr(getattr(strategy, "extended", None), "should_checkpoint", True))
 
 
 def save_checkpoint(model: keras.Model, directory: str, step: int) -> None:

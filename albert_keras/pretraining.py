@@ -71,7 +71,18 @@ class AlbertPretrainer(AlbertTask):
         loss = mlm_loss + sop_loss
         if self.losses:
             loss = loss + ops.sum(self.losses)
+        return _per_replica_share(loss)
+
+
+def _per_replica_share(loss):
+    """Under a TensorFlow distribution strategy each replica's loss is summed across replicas (as
+    Keras's own Loss objects expect): divide by the replica count so the total is the mean."""
+    if keras.backend.backend() != "tensorflow":
         return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
 
 
 def pretraining_losses(y: dict, y_pred: dict):

@@ -197,6 +197,7 @@ def run_fn(fn_args) -> None:
         )
         classifier.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01))
 
+    logs = os.path.join(fn_args.model_run_dir, "logs")
     every = max(1, steps // 5)
     while steps % every:
         every -= 1
@@ -209,9 +210,9 @@ def run_fn(fn_args) -> None:
         total_steps=steps,
         checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
         steps_per_checkpoint=every,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=trainer_common.worker_path(strategy, logs))],
         verbose=2,
     )
     results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
     logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
-    export(classifier, tft_output, fn_args.serving_model_dir, names)
+    export(classifier, tft_output, trainer_common.worker_path(strategy, fn_args.serving_model_dir), names)

@@ -97,6 +97,7 @@ def run_fn(fn_args) -> None:
             batch * strategy.num_replicas_in_sync, drop_remainder=True
         )
 
+    logs = os.path.join(fn_args.model_run_dir, "logs")
     every = max(1, steps // 10)
     while steps % every:
         every -= 1
@@ -107,10 +108,12 @@ def run_fn(fn_args) -> None:
             total_steps=steps,
             checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, files),
             steps_per_checkpoint=every,
-            callbacks=[keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))],
+            callbacks=[keras.callbacks.TensorBoard(log_dir=trainer_common.worker_path(strategy, logs))],
             verbose=2,
         )
-    tf.io.gfile.makedirs(fn_args.serving_model_dir)
-    local = os.path.join(fn_args.model_run_dir, PRETRAINER_FILE)
+    serving_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
+    tf.io.gfile.makedirs(serving_dir)
+    local = os.path.join(trainer_common.worker_path(strategy, fn_args.model_run_dir), PRETRAINER_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(local))
     model.save(local)
-    tf.io.gfile.copy(local, os.path.join(fn_args.serving_model_dir, PRETRAINER_FILE), overwrite=True)
+    tf.io.gfile.copy(local, os.path.join(serving_dir, PRETRAINER_FILE), overwrite=True)

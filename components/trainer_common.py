@@ -103,3 +103,18 @@ def read_examples(files: list[str], spec: dict[str, Any]) -> Iterator[dict[str, 
     )
     for example in dataset.as_numpy_iterator():
         yield {k: (v.values if hasattr(v, "values") else v) for k, v in example.items()}
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True except on the non-chief workers of a multi-worker strategy."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def worker_path(strategy: tf.distribute.Strategy, path: str) -> str:
+    """`path` on the chief; a scratch folder on other workers. Every worker of a multi-worker run
+    must save (saving can take part in collectives), but only the chief may write the real output."""
+    if is_chief(strategy):
+        return path
+    import tempfile
+
+    return os.path.join(tempfile.mkdtemp(prefix="worker-output-"), os.path.basename(os.path.normpath(path)))

@@ -39,3 +39,11 @@ def test_precision_is_float32_without_a_gpu():
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_outputs_go_to_the_real_folder_on_the_chief(tmp_path):
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    assert trainer_common.is_chief(strategy)
+    assert trainer_common.worker_path(strategy, str(tmp_path / "serving")) == str(tmp_path / "serving")
