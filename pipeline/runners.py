@@ -35,6 +35,10 @@ def run_local(config: PipelineConfig) -> None:
 
     from pipeline.pipeline import create_pipeline
 
+    # Absolute paths: artifact URIs recorded in ML Metadata must not depend on the working directory.
+    config = config.replace(
+        output_dir=_absolute(config.output_dir), corpus_path=_absolute(config.corpus_path)
+    )
     os.makedirs(config.output_dir, exist_ok=True)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
