@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.pipeline.test_local_run import COMPONENTS  # every node of create_pipeline
+
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = (
-    "ClinicalExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "SentencePieceTokenizer",
-    "TokenizedTransform", "TokenSchemaGen", "token_validator", "AnomalyGate", "pretrain", "finetune",
-    "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "Pusher",
-)  # fmt: skip
 RESOLVER = "latest_blessed_model_resolver"
 IMAGE = "registry.example/clinical-albert-tfx:test"
 GCS_OUTPUT = "gs://clinical-albert-test/runs"
