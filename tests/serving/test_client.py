@@ -1,0 +1,457 @@
+"""The TF Serving client against an in-test fake server on 127.0.0.1, and the deployment files."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import client as serving_client
+from serving.client import ServingClient, ServingError, text_example
+
+DEPLOY = Path(__file__).resolve().parents[2] / "serving" / "deploy"
+LABELS = ("Cardiology", "Neurology", "Orthopedic", "Radiology")
+NOTES = (
+    "Chest pain radiating to the left arm; troponin pending.",
+    "Headache and numbness of the right hand for three days.",
+    "Left knee effusion after a fall, x-ray ordered.",
+)
+
+
+def fake_scores(text: str) -> list[float]:
+    """The fake model: a softmax over four counts taken from the text, so each note scores differently."""
+    logits = [text.count("a") / 4, text.count("e") / 4, text.count(" ") / 8, len(text) / 40]
+    top = max(logits)
+    exps = [math.exp(x - top) for x in logits]
+    return [x / sum(exps) for x in exps]
+
+
+class FakeServing(
+    prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer
+):
+    """Answers from `fake_scores`, records every request, and fails or stalls when told to."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[tuple[str, object]] = []
+        self.failures: list[tuple[grpc.StatusCode, str]] = []
+        self.delay = 0.0
+        self.release = threading.Event()
+
+    def _enter(self, method: str, request, context) -> None:
+        self.requests.append((method, request))
+        if self.delay:
+            self.release.wait(self.delay)
+        if self.failures:
+            code, details = self.failures.pop(0)
+            context.abort(code, details)
+
+    def Predict(self, request, context):
+        self._enter("Predict", request, context)
+        texts = [t.decode() for t in tf.make_ndarray(request.inputs["text"]).tolist()]
+        response = predict_pb2.PredictResponse(model_spec=request.model_spec)
+        response.model_spec.version.value = 7
+        scores = np.array([fake_scores(t) for t in texts], np.float32).reshape(len(texts), len(LABELS))
+        response.outputs["probabilities"].CopyFrom(tf.make_tensor_proto(scores))
+        response.outputs["label_names"].CopyFrom(tf.make_tensor_proto(list(LABELS), dtype=tf.string))
+        return response
+
+    def Classify(self, request, context):
+        self._enter("Classify", request, context)
+        response = classification_pb2.ClassificationResponse(model_spec=request.model_spec)
+        for example in request.input.example_list.examples:
+            text = example.features.feature["text"].bytes_list.value[0].decode()
+            classification = response.result.classifications.add()
+            for label, score in zip(LABELS, fake_scores(text), strict=True):
+                classification.classes.add(label=label, score=score)
+        return response
+
+    def GetModelMetadata(self, request, context):
+        self._enter("GetModelMetadata", request, context)
+        text = meta_graph_pb2.TensorInfo(name="serving_text:0", dtype=types_pb2.DT_STRING)
+        text.tensor_shape.dim.add(size=-1)
+        probabilities = meta_graph_pb2.TensorInfo(name="probs:0", dtype=types_pb2.DT_FLOAT)
+        probabilities.tensor_shape.dim.add(size=-1)
+        probabilities.tensor_shape.dim.add(size=len(LABELS))
+        unknown = meta_graph_pb2.TensorInfo(name="names:0", dtype=types_pb2.DT_STRING)
+        unknown.tensor_shape.unknown_rank = True
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        default = signatures.signature_def["serving_default"]
+        default.method_name = "tensorflow/serving/predict"
+        default.inputs["text"].CopyFrom(text)
+        default.outputs["probabilities"].CopyFrom(probabilities)
+        default.outputs["label_names"].CopyFrom(unknown)
+        classify = signatures.signature_def["classify"]
+        classify.method_name = "tensorflow/serving/classify"
+        classify.inputs["inputs"].CopyFrom(text)
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=request.model_spec)
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+    def GetModelStatus(self, request, context):
+        self._enter("GetModelStatus", request, context)
+        states = get_model_status_pb2.ModelVersionStatus.State
+        response = get_model_status_pb2.GetModelStatusResponse()
+        response.model_version_status.add(version=2, state=states.Value("AVAILABLE"))
+        failed = response.model_version_status.add(version=3, state=states.Value("END"))
+        failed.status.error_code = 3
+        failed.status.error_message = "could not load"
+        return response
+
+
+@pytest.fixture(scope="module")
+def server():
+    fake = FakeServing()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(fake, grpc_server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(fake, grpc_server)
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_server.start()
+    yield fake, f"127.0.0.1:{port}"
+    fake.release.set()
+    grpc_server.stop(grace=None)
+
+
+@pytest.fixture
+def fake(server) -> FakeServing:
+    server[0].reset()
+    yield server[0]
+    server[0].release.set()
+
+
+@pytest.fixture
+def target(server) -> str:
+    return server[1]
+
+
+def test_predict_builds_the_request_and_parses_probabilities(fake, target):
+    with ServingClient(target, "clinical_albert", version=5, timeout=5) as client:
+        results = client.predict(list(NOTES))
+    [(method, request)] = fake.requests
+    assert method == "Predict"
+    assert request.model_spec.name == "clinical_albert"
+    assert request.model_spec.signature_name == "serving_default"
+    assert request.model_spec.version.value == 5
+    tensor = request.inputs["text"]
+    assert tensor.dtype == types_pb2.DT_STRING
+    assert [d.size for d in tensor.tensor_shape.dim] == [len(NOTES)]
+    assert [s.decode() for s in tensor.string_val] == list(NOTES)
+    assert len(results) == len(NOTES)
+    for note, result in zip(NOTES, results, strict=True):
+        assert list(result) == list(LABELS)
+        assert list(result.values()) == pytest.approx(fake_scores(note), rel=1e-6)
+
+
+def test_unpinned_version_is_left_unset(fake, target):
+    with ServingClient(target, "other_model", timeout=5) as client:
+        client.predict(["one note"])
+    request = fake.requests[0][1]
+    assert request.model_spec.name == "other_model"
+    assert not request.model_spec.HasField("version")
+
+
+def test_classify_turns_strings_into_examples(fake, target):
+    extra = text_example(NOTES[2])
+    extra.features.feature["num_chars"].int64_list.value.append(len(NOTES[2]))
+    with ServingClient(target, timeout=5) as client:
+        from_strings = client.classify(list(NOTES[:2]))
+        from_examples = client.classify([extra])
+    (_, first), (_, second) = fake.requests
+    assert first.model_spec.signature_name == "classify"
+    sent = [
+        e.features.feature["text"].bytes_list.value[0].decode() for e in first.input.example_list.examples
+    ]
+    assert sent == list(NOTES[:2])
+    assert second.input.example_list.examples[0] == extra
+    for note, result in zip(NOTES, [*from_strings, *from_examples], strict=True):
+        assert list(result) == list(LABELS)
+        assert list(result.values()) == pytest.approx(fake_scores(note), rel=1e-6)
+
+
+def test_metadata_lists_signatures_with_inputs_and_outputs(fake, target):
+    with ServingClient(target, timeout=5) as client:
+        signatures = client.metadata()
+    request = fake.requests[0][1]
+    assert list(request.metadata_field) == ["signature_def"]
+    assert request.model_spec.name == "clinical_albert"
+    assert sorted(signatures) == ["classify", "serving_default"]
+    default = signatures["serving_default"]
+    assert default.method_name == "tensorflow/serving/predict"
+    assert default.inputs["text"] == serving_client.TensorInfo("DT_STRING", (-1,))
+    assert default.outputs["probabilities"] == serving_client.TensorInfo("DT_FLOAT", (-1, len(LABELS)))
+    assert default.outputs["label_names"].shape is None
+    assert signatures["classify"].method_name == "tensorflow/serving/classify"
+
+
+def test_status_reports_versions_states_and_errors(fake, target):
+    with ServingClient(target, timeout=5) as client:
+        versions = client.status()
+    assert fake.requests[0][0] == "GetModelStatus"
+    assert [(v.version, v.state, v.error_code) for v in versions] == [(2, "AVAILABLE", 0), (3, "END", 3)]
+    assert versions[1].error_message == "could not load"
+
+
+def test_unavailable_is_retried_with_exponential_backoff(fake, target):
+    fake.failures = [(grpc.StatusCode.UNAVAILABLE, "warming up")] * 2
+    waits: list[float] = []
+    with ServingClient(target, timeout=5, retries=3, backoff=0.05, sleep=waits.append) as client:
+        results = client.predict([NOTES[0]])
+    assert [m for m, _ in fake.requests] == ["Predict"] * 3
+    assert waits == pytest.approx([0.05, 0.1])
+    assert list(results[0].values()) == pytest.approx(fake_scores(NOTES[0]), rel=1e-6)
+
+
+def test_retries_run_out(fake, target):
+    fake.failures = [(grpc.StatusCode.UNAVAILABLE, "down")] * 5
+    client = ServingClient(target, timeout=5, retries=2, sleep=lambda s: None)
+    with client, pytest.raises(ServingError) as raised:
+        client.status()
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.attempts == 3
+    assert len(fake.requests) == 3
+
+
+def test_invalid_argument_fails_at_once_with_code_and_message(fake, target):
+    fake.failures = [(grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found")]
+    client = ServingClient(target, timeout=5, retries=3, sleep=lambda s: None)
+    with client, pytest.raises(ServingError) as raised:
+        client.predict([NOTES[0]])
+    assert len(fake.requests) == 1
+    error = raised.value
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details == "input tensor alias not found"
+    assert "INVALID_ARGUMENT" in str(error) and "input tensor alias not found" in str(error)
+    assert NOTES[0] not in str(error)
+
+
+def test_deadline_stops_a_slow_predict_without_retry(fake, target):
+    fake.delay = 3.0
+    with ServingClient(target, timeout=0.3, retries=3, sleep=lambda s: None) as client:
+        start = time.monotonic()
+        with pytest.raises(ServingError) as raised:
+            client.predict([NOTES[0]])
+        elapsed = time.monotonic() - start
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert elapsed < 1.5
+    assert len(fake.requests) == 1
+
+
+def test_deadline_exceeded_is_retried_for_reads(fake, target):
+    fake.delay = 3.0
+    client = ServingClient(target, timeout=0.2, retries=1, sleep=lambda s: None)
+    with client, pytest.raises(ServingError) as raised:
+        client.status()
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert raised.value.attempts == 2
+
+
+def test_tls_uses_ssl_channel_credentials(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(
+        serving_client.grpc,
+        "ssl_channel_credentials",
+        lambda root_certificates=None: ("creds", root_certificates),
+    )
+
+    def secure_channel(target, credentials):
+        seen.update(target=target, credentials=credentials)
+        return grpc.insecure_channel(target)
+
+    monkeypatch.setattr(serving_client.grpc, "secure_channel", secure_channel)
+    ServingClient("serving.example:443", tls=True, root_certificates=b"PEM").close()
+    assert seen == {"target": "serving.example:443", "credentials": ("creds", b"PEM")}
+    with pytest.raises(ValueError, match="tls is off"):
+        ServingClient("serving.example:443", root_certificates=b"PEM")
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    return [line.split("  ") for line in text.strip().splitlines()]
+
+
+def test_cli_predict_prints_top_labels_per_note_index(fake, target, tmp_path, capsys):
+    files = []
+    for i, note in enumerate(NOTES[:2]):
+        files.append(tmp_path / f"note{i}.txt")
+        files[-1].write_text(note, encoding="utf-8")
+    argv = ["predict", "--target", target, "--model", "clinical_albert", "--top", "2"]
+    code = serving_client.main([*argv, "--text", NOTES[2], *map(str, files)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for note in NOTES:
+        assert note not in out
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["note", "rank", "label", "probability"]
+    rows = [[cell.strip() for cell in line.split("  ") if cell.strip()] for line in lines[1:]]
+    assert len(rows) == 2 * len(NOTES)
+    for index, note in enumerate(NOTES):
+        # best first; equal probabilities in label order
+        ranked = sorted(zip(LABELS, fake_scores(note), strict=True), key=lambda lp: (-lp[1], lp[0]))[:2]
+        expected = [[str(index), str(r), label, f"{p:.4f}"] for r, (label, p) in enumerate(ranked, 1)]
+        assert rows[2 * index : 2 * index + 2] == expected
+
+
+def test_cli_status_and_metadata(fake, target, capsys):
+    assert serving_client.main(["status", "--target", target]) == 0
+    status = capsys.readouterr().out
+    assert "AVAILABLE" in status and "3: could not load" in status
+    assert serving_client.main(["metadata", "--target", target]) == 0
+    metadata = capsys.readouterr().out.splitlines()
+    assert any(
+        line.split()[:4] == ["serving_default", "tensorflow/serving/predict", "input", "text"]
+        for line in metadata
+    )
+    assert any("[-1, 4]" in line and "probabilities" in line for line in metadata)
+
+
+def test_cli_reports_server_errors_on_stderr(fake, target, capsys):
+    fake.failures = [(grpc.StatusCode.NOT_FOUND, "Servable not found")]
+    code = serving_client.main(["predict", "--target", target, "--retries", "0", "--text", NOTES[0]])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "NOT_FOUND" in captured.err and "Servable not found" in captured.err
+    assert NOTES[0] not in captured.err + captured.out
+
+
+# -- deployment files ---------------------------------------------------------------------------------
+
+
+def _batching_parameters_class():
+    """`BatchingParameters` from tensorflow-serving-api if it ships it; the pip package (2.16) does not
+    include servables/tensorflow/session_bundle_config_pb2, so otherwise a message with the same field
+    names, numbers and wrapper types as session_bundle_config.proto is built here."""
+    try:
+        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
+
+        return session_bundle_config_pb2.BatchingParameters
+    except ImportError:
+        pass
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+    mirror = descriptor_pb2.FileDescriptorProto(
+        name="mirror/session_bundle_config.proto",
+        package="mirror.tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    message = mirror.message_type.add(name="BatchingParameters")
+    field = descriptor_pb2.FieldDescriptorProto
+    for number, name, wrapper in [
+        (1, "max_batch_size", "Int64Value"),
+        (2, "batch_timeout_micros", "Int64Value"),
+        (3, "max_enqueued_batches", "Int64Value"),
+        (4, "num_batch_threads", "Int64Value"),
+        (5, "thread_pool_name", "StringValue"),
+    ]:
+        message.field.add(
+            name=name,
+            number=number,
+            label=field.LABEL_OPTIONAL,
+            type=field.TYPE_MESSAGE,
+            type_name=f".google.protobuf.{wrapper}",
+        )
+    message.field.add(name="allowed_batch_sizes", number=6, label=field.LABEL_REPEATED, type=field.TYPE_INT64)
+    pool.Add(mirror)
+    descriptor = pool.FindMessageTypeByName("mirror.tensorflow.serving.BatchingParameters")
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
+def _models_config(text: str) -> model_server_config_pb2.ModelServerConfig:
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def test_models_config_serves_the_latest_two_versions():
+    config = _models_config((DEPLOY / "models.config").read_text())
+    [model] = config.model_config_list.config
+    assert model.name == serving_client.DEFAULT_MODEL
+    assert model.base_path == "/models/clinical_albert"
+    assert model.model_platform == "tensorflow"
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert model.model_version_policy.latest.num_versions == 2
+
+
+def test_batching_parameters_parse_and_are_consistent():
+    params = text_format.Parse(
+        (DEPLOY / "batching_parameters.txt").read_text(), _batching_parameters_class()()
+    )
+    for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
+        assert params.HasField(name) and getattr(params, name).value > 0, name
+    sizes = list(params.allowed_batch_sizes)
+    assert sizes == sorted(sizes) and sizes[-1] == params.max_batch_size.value
+
+
+def test_docker_compose_mounts_the_push_directory_and_sets_the_flags():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    [service] = compose["services"].values()
+    assert service["image"] == "tensorflow/serving:2.16.1"
+    mounts = {m["target"]: m for m in service["volumes"]}
+    models = mounts["/models/clinical_albert"]
+    assert models["read_only"] is True and models["source"].endswith("/serving}")
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in service["command"])
+    assert flags["model_config_file"] in mounts and flags["batching_parameters_file"] in mounts
+    assert Path(mounts[flags["model_config_file"]]["source"]).name == "models.config"
+    assert Path(mounts[flags["batching_parameters_file"]]["source"]).name == "batching_parameters.txt"
+    assert (DEPLOY / mounts[flags["model_config_file"]]["source"]).is_file()
+    assert (DEPLOY / mounts[flags["batching_parameters_file"]]["source"]).is_file()
+    assert flags["enable_batching"] == "true"
+    assert int(flags["file_system_poll_wait_seconds"]) > 0
+    assert {"8500:8500", "8501:8501"} <= set(service["ports"])
+    assert flags["port"] == "8500" and flags["rest_api_port"] == "8501"
+    assert service["healthcheck"]["test"][0] == "CMD"
+
+
+def test_kubernetes_deployment_service_and_config():
+    documents = list(yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in documents}
+    assert set(by_kind) == {"ConfigMap", "Deployment", "Service"}
+    deployment = by_kind["Deployment"]["spec"]
+    assert deployment["replicas"] == 2
+    pod = deployment["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "tensorflow/serving:2.16.1"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/clinical_albert/metadata"
+    assert container["livenessProbe"]["tcpSocket"]["port"] == 8500
+    assert {"requests", "limits"} <= set(container["resources"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    models = mounts["/models/clinical_albert"]
+    assert models["readOnly"] is True
+    assert volumes[models["name"]]["persistentVolumeClaim"]["claimName"] == "clinical-albert-serving"
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in container["args"])
+    config_dir = mounts["/config"]
+    assert volumes[config_dir["name"]]["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    data = by_kind["ConfigMap"]["data"]
+    assert Path(flags["model_config_file"]).name in data
+    assert Path(flags["batching_parameters_file"]).name in data
+    # The ConfigMap carries the same settings as the files docker-compose mounts.
+    assert _models_config(data["models.config"]) == _models_config((DEPLOY / "models.config").read_text())
+    batching = _batching_parameters_class()
+    assert text_format.Parse(data["batching_parameters.txt"], batching()) == text_format.Parse(
+        (DEPLOY / "batching_parameters.txt").read_text(), batching()
+    )
+    service = by_kind["Service"]["spec"]
+    assert service["selector"] == deployment["selector"]["matchLabels"]
+    assert {p["port"] for p in service["ports"]} == {8500, 8501}
