@@ -18,6 +18,7 @@ PIPELINE = [
     "tf-keras>=2.16,<2.17",
     "keras-hub==0.25.1",
     "tensorflow-serving-api==2.16.1",
+    "grpcio-health-checking~=1.48.2",
     "apache-beam[gcp]==2.59.0",
     "sentencepiece",
     "fhir.resources>=8,<9",
