@@ -2,7 +2,8 @@
 
     python -m serving.model_server --port 8500 --model_name clinical_albert \\
         --model_base_path runs/local/serving
-    python -m serving.model_server --port 8500 --model_config_file models.config
+    python -m serving.model_server --port 8500 --model_config_file models.config \\
+        --enable_batching --batching_parameters_file batching_parameters.txt
 
 It answers `PredictionService` (Predict, Classify, GetModelMetadata) and `ModelService.GetModelStatus`
 for the SavedModels the Pusher writes as `<base_path>/<integer version>/`, so a client written against
@@ -13,6 +14,9 @@ failure shows in GetModelStatus). Requests are validated before they reach the g
 requests nor note text are ever logged or echoed in errors, which name the input and item only.
 The standard gRPC health service (`grpc.health.v1.Health`) reports SERVING for each model name that
 has a version available, and for "" (the whole server) when every model has one.
+With `--enable_batching`, concurrent calls to one signature are merged into one model call
+(`serving.batching`). `ModelService.HandleReloadConfigRequest` replaces the served model set with the
+request's `ModelServerConfig`, keeping the loaded versions of models whose base path is unchanged.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -37,12 +43,20 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
-from serving.models_config import ModelEntry, VersionPolicy, load_models_config
+from serving.batching import (
+    BatchingParameters,
+    BatchScheduler,
+    BatchTooLarge,
+    QueueFull,
+    load_batching_parameters,
+)
+from serving.models_config import ModelEntry, VersionPolicy, load_models_config, models_from_config
 from serving.op_allowlist import read_saved_model
 
 log = logging.getLogger(__name__)
@@ -98,17 +112,21 @@ def _check_batch(size: int, where: str, limits: Limits) -> None:
 
 
 class ServableVersion:
-    """One loaded SavedModel version: its signatures as callables and as SignatureDef protos."""
+    """One loaded SavedModel version: its signatures as callables and as SignatureDef protos. With a
+    `batcher`, calls to signatures whose inputs and outputs are batched along axis 0 go through it."""
 
-    def __init__(self, version: int, path: str):
+    def __init__(self, version: int, path: str, batcher: BatchScheduler | None = None):
         import tensorflow_text  # noqa: F401  (registers the SentencePiece ops before loading)
 
         self.version = version
         self.path = path
+        self.batcher = batcher
         meta_graph = read_saved_model(path).meta_graphs[0]
         self.signature_defs = {name: meta_graph.signature_def[name] for name in meta_graph.signature_def}
         self._loaded = tf.saved_model.load(path)
         self._functions = dict(self._loaded.signatures)
+        batchable = {name: _batched_outputs(sig) for name, sig in self.signature_defs.items()}
+        self._batched_outputs = {name: outputs for name, outputs in batchable.items() if outputs is not None}
 
     def signature(self, name: str) -> meta_graph_pb2.SignatureDef:
         """The SignatureDef called `name` (default serving_default) that the model can run."""
@@ -118,8 +136,23 @@ class ServableVersion:
         return self.signature_defs[name]
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs signature `name` on already validated inputs."""
+        """Runs signature `name` on already validated inputs, merged with concurrent calls when batching."""
         name = name or DEFAULT_SIGNATURE
+        sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
+        if self.batcher is None or name not in self._batched_outputs or len(sizes) != 1 or None in sizes:
+            return self.call_signature(name, inputs)
+        key = (id(self), name, tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items())))
+        try:
+            return self.batcher.submit(
+                key, inputs, partial(self.call_signature, name), self._batched_outputs[name]
+            )
+        except BatchTooLarge as error:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        except QueueFull as error:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
+
+    def call_signature(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call of signature `name` (the unit that batching merges requests into)."""
         try:
             outputs = self._functions[name](**{key: tf.constant(value) for key, value in inputs.items()})
         except tf.errors.InvalidArgumentError:
@@ -246,6 +279,22 @@ class ServableVersion:
         return count
 
 
+def _batched_outputs(signature: meta_graph_pb2.SignatureDef) -> frozenset[str] | None:
+    """The outputs split per caller when batching (first dimension unknown), or None when the signature
+    cannot be batched: an input without a leading batch dimension, or an output of unknown rank."""
+    for spec in signature.inputs.values():
+        shape = spec.tensor_shape
+        if shape.unknown_rank or not shape.dim or shape.dim[0].size != -1:
+            return None
+    if not signature.inputs or any(spec.tensor_shape.unknown_rank for spec in signature.outputs.values()):
+        return None
+    return frozenset(
+        name
+        for name, spec in signature.outputs.items()
+        if spec.tensor_shape.dim and spec.tensor_shape.dim[0].size == -1
+    )
+
+
 def _version_folders(base_path: str) -> dict[int, Path]:
     """`<base_path>/<integer>/` folders holding a saved_model.pb(txt); others (temp names) are skipped."""
     base = Path(base_path)
@@ -271,9 +320,10 @@ def _stamp(folder: Path) -> tuple:
 class ModelVersions:
     """The versions of one model: which are on disk, loading, served or failed, and their states."""
 
-    def __init__(self, entry: ModelEntry, limits: Limits):
+    def __init__(self, entry: ModelEntry, limits: Limits, batcher: BatchScheduler | None = None):
         self.entry = entry
         self.limits = limits
+        self.batcher = batcher
         self._lock = threading.Lock()
         self._served: dict[int, ServableVersion] = {}
         self._states: dict[int, tuple[int, str]] = {}  # version -> (State, error message or "")
@@ -326,7 +376,7 @@ class ModelVersions:
         self._set(version, State.LOADING)
         started = time.monotonic()
         try:
-            servable = ServableVersion(version, str(folder))
+            servable = ServableVersion(version, str(folder), self.batcher)
             warmed = servable.warm_up(self.limits)
         except Exception as error:  # a bad export must not stop the server or the other versions
             message = f"failed to load version {version}: {type(error).__name__}: {error}"[:1000]
@@ -396,9 +446,15 @@ class _Handlers(
 ):
     """The gRPC methods, resolving each request's model spec against the served models."""
 
-    def __init__(self, models: dict[str, ModelVersions], limits: Limits):
+    def __init__(
+        self,
+        models: dict[str, ModelVersions],
+        limits: Limits,
+        reload: Callable[[list[ModelEntry]], None],
+    ):
         self.models = models
         self.limits = limits
+        self._reload = reload
 
     def _model(self, spec) -> ModelVersions:
         if spec.name not in self.models:
@@ -448,10 +504,20 @@ class _Handlers(
                 entry.status.error_message = error
         return response
 
+    @_abort_on_error
+    def HandleReloadConfigRequest(self, request, context):
+        try:
+            entries = models_from_config(request.config, origin="ReloadConfigRequest")
+        except ValueError as error:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        self._reload(entries)
+        return model_management_pb2.ReloadConfigResponse()
+
 
 class ModelServer:
     """The gRPC server, its models and the poller that loads new versions. Bind with `start()`, which
-    loads what is on disk first (as TF Serving does) and returns the bound port."""
+    loads what is on disk first (as TF Serving does) and returns the bound port. `batching` turns on
+    server-side batching with those parameters."""
 
     def __init__(
         self,
@@ -461,9 +527,13 @@ class ModelServer:
         poll_seconds: float = 1.0,
         limits: Limits = Limits(),
         workers: int = 8,
+        batching: BatchingParameters | None = None,
     ):
-        self.models = {entry.name: ModelVersions(entry, limits) for entry in models}
+        self.limits = limits
+        self.batcher = BatchScheduler(batching) if batching is not None else None
+        self.models = {entry.name: ModelVersions(entry, limits, self.batcher) for entry in models}
         self.poll_seconds = poll_seconds
+        self._poll_lock = threading.Lock()
         self.address = f"{host}:{port}"
         self.port = 0
         self._stopping = threading.Event()
@@ -473,17 +543,41 @@ class ModelServer:
             ("grpc.max_send_message_length", limits.max_message_bytes),
         ]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
-        handlers = _Handlers(self.models, limits)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(handlers, self._server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(handlers, self._server)
+        self._handlers = _Handlers(self.models, limits, self.reload)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self._handlers, self._server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self._handlers, self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
 
     def poll_once(self) -> None:
         """Brings every model's served versions in line with its base path, then reports health."""
-        for model in self.models.values():
-            model.poll()
-        self._report_health()
+        with self._poll_lock:
+            for model in self.models.values():
+                model.poll()
+            self._report_health()
+
+    def reload(self, entries: list[ModelEntry]) -> None:
+        """Serves exactly `entries` from now on: a model whose base path is unchanged keeps its loaded
+        versions (a new version policy applies at once), new ones load before this returns, and removed
+        ones stop being served (calls already running finish)."""
+        with self._poll_lock:
+            previous = self.models
+            models = {}
+            for entry in entries:
+                model = previous.get(entry.name)
+                if model is not None and model.entry.base_path == entry.base_path:
+                    model.entry = entry
+                else:
+                    model = ModelVersions(entry, self.limits, self.batcher)
+                models[entry.name] = model
+            for model in models.values():
+                model.poll()
+            self.models = models
+            self._handlers.models = models
+            for name in set(previous) - set(models):
+                self.health.set(name, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            self._report_health()
+        log.info("config reloaded: serving %s", sorted(models))
 
     def _report_health(self) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
@@ -506,6 +600,8 @@ class ModelServer:
                 log.error("version poll failed: %s", type(error).__name__)
 
     def start(self) -> int:
+        if self.batcher is not None:
+            self.batcher.start()
         self.poll_once()
         self.port = self._server.add_insecure_port(self.address)
         if not self.port:
@@ -524,6 +620,8 @@ class ModelServer:
         self._server.stop(grace_seconds).wait()
         if self._poller is not None:
             self._poller.join()
+        if self.batcher is not None:
+            self.batcher.stop()
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -539,13 +637,32 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max_batch_size", type=int, default=Limits.max_batch_size)
     parser.add_argument("--max_note_chars", type=int, default=Limits.max_note_chars)
     parser.add_argument("--max_message_bytes", type=int, default=Limits.max_message_bytes)
+    parser.add_argument(
+        "--enable_batching",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_flag,
+        help="merge concurrent calls into batches (also --enable_batching=true|false)",
+    )
+    parser.add_argument("--batching_parameters_file", help="a BatchingParameters text proto")
     parser.add_argument("--grace_seconds", type=float, default=5.0, help="shutdown grace for in-flight calls")
     args = parser.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("give either --model_config_file or --model_name with --model_base_path")
     if args.model_base_path and not args.model_name:
         parser.error("--model_base_path needs --model_name")
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching_parameters_file needs --enable_batching")
     return args
+
+
+def _flag(value: str) -> bool:
+    """A boolean flag value written as TF Serving accepts it (true/false, 1/0)."""
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return lowered in ("true", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,7 +674,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = [ModelEntry(args.model_name, args.model_base_path, VersionPolicy())]
     limits = Limits(args.max_batch_size, args.max_note_chars, args.max_message_bytes)
-    server = ModelServer(models, args.port, args.host, args.file_system_poll_wait_seconds, limits)
+    batching = None
+    if args.enable_batching:
+        batching = (
+            load_batching_parameters(args.batching_parameters_file)
+            if args.batching_parameters_file
+            else BatchingParameters()
+        )
+    server = ModelServer(
+        models, args.port, args.host, args.file_system_poll_wait_seconds, limits, batching=batching
+    )
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: done.set())

@@ -66,6 +66,14 @@ def parse_models_config(text: str, origin: str = "models.config") -> list[ModelE
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as error:
         raise ValueError(f"{origin}: not a ModelServerConfig text proto ({error})") from None
+    return models_from_config(config, origin)
+
+
+def models_from_config(
+    config: model_server_config_pb2.ModelServerConfig, origin: str = "ModelServerConfig"
+) -> list[ModelEntry]:
+    """The models in a parsed `ModelServerConfig` (a file's, or a ReloadConfigRequest's); `origin`
+    names the source in errors."""
     if config.WhichOneof("config") == "custom_model_config":
         raise ValueError(f"{origin}: custom_model_config is not supported; use model_config_list")
     entries: list[ModelEntry] = []
@@ -77,7 +85,11 @@ def parse_models_config(text: str, origin: str = "models.config") -> list[ModelE
             raise ValueError(f"{where}: model_platform {model.model_platform!r} is not supported")
         if any(entry.name == model.name for entry in entries):
             raise ValueError(f"{where}: model {model.name!r} is configured twice")
-        entries.append(ModelEntry(model.name, model.base_path, _policy(model.model_version_policy)))
+        try:
+            policy = _policy(model.model_version_policy)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        entries.append(ModelEntry(model.name, model.base_path, policy))
     if not entries:
         raise ValueError(f"{origin}: no models configured")
     return entries

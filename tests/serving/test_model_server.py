@@ -1,5 +1,6 @@
 """The local TF-Serving-protocol server over a real socket: answers equal the in-process model's, versions
-roll out under load without a failed request, bad versions and bad requests are refused by name."""
+roll out under load without a failed request, bad versions and bad requests are refused by name,
+batching merges concurrent calls without changing answers, and a config reload swaps the model set."""
 
 from __future__ import annotations
 
@@ -7,23 +8,27 @@ import contextlib
 import shutil
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
-from serving.model_server import WARMUP_FILE, Limits, ModelServer, _arguments
+from serving.batching import BatchingParameters, load_batching_parameters, parse_batching_parameters
+from serving.model_server import WARMUP_FILE, Limits, ModelServer, ServableVersion, _arguments
 from serving.models_config import ModelEntry, VersionPolicy, parse_models_config
 from tests.serving.fake_export import build_export, publish_corrupt_version, publish_version
 
@@ -49,9 +54,14 @@ def exports(tmp_path_factory) -> dict[int, Path]:
 
 
 @contextlib.contextmanager
-def running(models: list[ModelEntry], poll_seconds: float = 0.0, limits: Limits = LIMITS):
+def running(
+    models: list[ModelEntry],
+    poll_seconds: float = 0.0,
+    limits: Limits = LIMITS,
+    batching: BatchingParameters | None = None,
+):
     """A started server with its two stubs; always stopped and its channel closed."""
-    server = ModelServer(models, port=0, poll_seconds=poll_seconds, limits=limits)
+    server = ModelServer(models, port=0, poll_seconds=poll_seconds, limits=limits, batching=batching)
     channel = None
     try:
         port = server.start()
@@ -391,3 +401,235 @@ def test_cli_needs_one_model_source():
         _arguments(["--model_base_path", "x", "--model_config_file", "models.config", "--model_name", MODEL])
     args = _arguments(["--model_name", MODEL, "--model_base_path", "runs/local/serving"])
     assert (args.host, args.port, args.file_system_poll_wait_seconds) == ("127.0.0.1", 8500, 1.0)
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "serving" / "deploy"
+BATCH_TIMEOUT_S = 0.5
+BATCHING = BatchingParameters(
+    max_batch_size=6,
+    batch_timeout_micros=int(BATCH_TIMEOUT_S * 1e6),
+    max_enqueued_batches=4,
+    num_batch_threads=1,
+    allowed_batch_sizes=(2, 4, 6),
+)
+
+
+@pytest.fixture
+def signature_calls(monkeypatch) -> list[int]:
+    """The batch size of every signature call the server makes (a hook around the real call)."""
+    sizes: list[int] = []
+    real = ServableVersion.call_signature
+
+    def counted(self, name, inputs):
+        sizes.append(len(next(iter(inputs.values()))))
+        return real(self, name, inputs)
+
+    monkeypatch.setattr(ServableVersion, "call_signature", counted)
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def batched(exports, tmp_path_factory):
+    """A server with batching on (batches of up to 6 rows, 0.5 s timeout) serving version 1."""
+    base = tmp_path_factory.mktemp("batched")
+    publish_version(exports[1], base, 1)
+    with running([ModelEntry(MODEL, str(base))], batching=BATCHING) as stubs:
+        yield stubs
+
+
+def test_batching_parameters_file_parses_with_tf_serving_field_names():
+    params = load_batching_parameters(DEPLOY / "batching_parameters.txt")
+    assert (params.max_batch_size, params.batch_timeout_micros) == (32, 2000)
+    assert (params.num_batch_threads, params.max_enqueued_batches) == (4, 100)
+    assert params.allowed_batch_sizes == (8, 16, 32)
+    assert [params.padded_size(n) for n in (1, 8, 9, 32)] == [8, 8, 16, 32]
+    defaults = parse_batching_parameters("max_batch_size { value: 5 }")
+    assert (defaults.max_batch_size, defaults.batch_timeout_micros, defaults.max_enqueued_batches) == (
+        5,
+        0,
+        10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("max_batch_size: 4", "not a BatchingParameters"),
+        ("max_batch_size { value: 4 } batch_size_limit { value: 2 }", "not a BatchingParameters"),
+        ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "end with max_batch_size 8"),
+        ("max_batch_size { value: 0 }", "max_batch_size must be at least 1"),
+    ],
+)
+def test_batching_parameters_refuses_bad_files(text, fragment):
+    with pytest.raises(ValueError, match=fragment) as error:
+        parse_batching_parameters(text, origin="batching.txt")
+    assert str(error.value).startswith("batching.txt: ")
+
+
+def test_batching_merges_concurrent_requests_with_unbatched_answers(batched, exports, signature_calls):
+    _, predict_stub, _ = batched
+    notes = [[NOTES[0]], NOTES[1:3], [NOTES[2]], ["Short note."], [NOTES[1]]]  # 6 rows in all
+    barrier = threading.Barrier(len(notes))
+
+    def call(batch: list[str]):
+        barrier.wait(timeout=10)
+        return predict_stub.Predict(predict_request(batch), timeout=10)
+
+    with futures.ThreadPoolExecutor(len(notes)) as pool:
+        responses = list(pool.map(call, notes))
+    for batch, response in zip(notes, responses, strict=True):
+        expected = in_process(exports[1], batch)
+        got = tf.make_ndarray(response.outputs["probabilities"])
+        np.testing.assert_allclose(got, expected["probabilities"], rtol=1e-5)
+        assert [n.decode() for n in tf.make_ndarray(response.outputs["label_names"])] == V1_LABELS
+    print(
+        f"\nbatching: {len(notes)} requests answered by {len(signature_calls)} call(s) of {signature_calls}"
+    )
+    assert len(signature_calls) < len(notes)
+    assert max(signature_calls) > max(len(batch) for batch in notes)
+    assert set(signature_calls) <= set(BATCHING.allowed_batch_sizes)
+
+
+def test_batch_timeout_bounds_latency(batched, signature_calls):
+    _, predict_stub, _ = batched
+    started = time.monotonic()
+    alone = predict_stub.Predict(predict_request(NOTES[:1]), timeout=10)
+    alone_seconds = time.monotonic() - started
+    started = time.monotonic()
+    full = predict_stub.Predict(predict_request((NOTES * 2)[:6]), timeout=10)
+    full_seconds = time.monotonic() - started
+    print(f"\nlatency: lone request {alone_seconds:.3f} s, full batch {full_seconds:.3f} s")
+    assert BATCH_TIMEOUT_S <= alone_seconds < BATCH_TIMEOUT_S + 2.0, "a partial batch waits the timeout"
+    assert full_seconds < BATCH_TIMEOUT_S, "a full batch runs without waiting"
+    assert signature_calls == [2, 6]  # the lone row padded to the smallest allowed size
+    assert tf.make_ndarray(alone.outputs["probabilities"]).shape == (1, len(V1_LABELS))
+    assert tf.make_ndarray(full.outputs["probabilities"]).shape == (6, len(V1_LABELS))
+
+
+def test_batching_refuses_a_request_over_max_batch_size(batched):
+    _, predict_stub, _ = batched
+    with pytest.raises(grpc.RpcError) as error:
+        predict_stub.Predict(predict_request(["secret-note"] * 7), timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "maximum batch size 6" in error.value.details()
+    assert "secret-note" not in error.value.details()
+
+
+def test_full_batch_queue_answers_unavailable(exports, tmp_path, monkeypatch):
+    base = tmp_path / "serving"
+    publish_version(exports[1], base, 1)
+    params = BatchingParameters(max_batch_size=4, max_enqueued_batches=1, num_batch_threads=1)
+    with running([ModelEntry(MODEL, str(base))], batching=params) as (server, predict_stub, _):
+        entered, release = threading.Event(), threading.Event()
+        real = ServableVersion.call_signature
+
+        def blocking(self, name, inputs):
+            entered.set()
+            release.wait(timeout=20)
+            return real(self, name, inputs)
+
+        monkeypatch.setattr(ServableVersion, "call_signature", blocking)
+        with futures.ThreadPoolExecutor(2) as pool:
+            running_call = pool.submit(predict_stub.Predict, predict_request(NOTES[:1] * 4), timeout=20)
+            assert entered.wait(timeout=10)
+            queued_call = pool.submit(predict_stub.Predict, predict_request(NOTES[:1] * 4), timeout=20)
+            deadline = time.monotonic() + 10
+            while server.batcher.pending() < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as error:
+                predict_stub.Predict(predict_request(NOTES[:1]), timeout=10)
+            release.set()
+            answered = [call.result().model_spec.version.value for call in (running_call, queued_call)]
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "queue" in error.value.details() and "full" in error.value.details()
+    assert answered == [1, 1]
+
+
+def _reload(model_stub, text: str) -> model_management_pb2.ReloadConfigResponse:
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(text, request.config)
+    return model_stub.HandleReloadConfigRequest(request, timeout=30)
+
+
+def _config(*models: tuple[str, Path, str]) -> str:
+    configs = " ".join(
+        f'config {{ name: "{name}" base_path: "{base}" {policy} }}' for name, base, policy in models
+    )
+    return f"model_config_list {{ {configs} }}"
+
+
+def test_reload_config_swaps_models_and_keeps_unchanged_ones(exports, tmp_path):
+    bases = {name: tmp_path / name for name in ("kept", "policy", "removed", "added")}
+    for name, base in bases.items():
+        for version, export in exports.items():
+            if name != "kept" or version == 1:
+                publish_version(export, base, version)
+    initial = [ModelEntry(name, str(bases[name])) for name in ("kept", "policy", "removed")]
+    with running(initial) as (server, predict_stub, model_stub):
+        kept_before = server.models["kept"].get(None)
+
+        def served_versions(name: str) -> dict[int, int]:
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = name
+            response = model_stub.GetModelStatus(request, timeout=10)
+            return {s.version: s.state for s in response.model_version_status}
+
+        assert served_versions("policy") == {2: State.AVAILABLE}
+        invalid = [
+            _config(("kept", bases["kept"], ""), ("kept", bases["added"], "")),
+            _config(("kept", bases["kept"], "model_version_policy { specific {} }")),
+            "model_config_list {}",
+        ]
+        for text in invalid:
+            with pytest.raises(grpc.RpcError) as error:
+                _reload(model_stub, text)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert sorted(server.models) == ["kept", "policy", "removed"]
+        assert served_versions("policy") == {2: State.AVAILABLE}
+
+        response = _reload(
+            model_stub,
+            _config(
+                ("kept", bases["kept"], ""),
+                ("policy", bases["policy"], "model_version_policy { specific { versions: 1 } }"),
+                ("added", bases["added"], "model_version_policy { all {} }"),
+            ),
+        )
+        assert response.status.error_code == 0
+        assert server.models["kept"].get(None) is kept_before, "an unchanged model was reloaded"
+        assert served_versions("policy") == {1: State.AVAILABLE, 2: State.END}
+        assert served_versions("added") == {1: State.AVAILABLE, 2: State.AVAILABLE}
+        added_v1 = predict_stub.Predict(predict_request(NOTES[:1], model="added", version=1), timeout=10)
+        assert tf.make_ndarray(added_v1.outputs["label_names"])[0].decode() == V1_LABELS[0]
+        with pytest.raises(grpc.RpcError) as error:
+            predict_stub.Predict(predict_request(NOTES[:1], model="removed"), timeout=10)
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        kept = predict_stub.Predict(predict_request(NOTES[:1], model="kept"), timeout=10)
+        assert kept.model_spec.version.value == 1
+
+
+def test_cli_batching_flags():
+    base = ["--model_name", MODEL, "--model_base_path", "runs/local/serving"]
+    assert _arguments(base).enable_batching is False
+    assert _arguments([*base, "--enable_batching"]).enable_batching is True
+    args = _arguments([*base, "--enable_batching=true", "--batching_parameters_file", "b.txt"])
+    assert args.enable_batching is True and args.batching_parameters_file == "b.txt"
+    assert _arguments([*base, "--enable_batching=false"]).enable_batching is False
+    with pytest.raises(SystemExit):
+        _arguments([*base, "--batching_parameters_file", "b.txt"])
+
+
+def test_classify_is_batched_too(batched, exports, signature_calls):
+    _, predict_stub, _ = batched
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    for note in NOTES:
+        example = request.input.example_list.examples.add()
+        example.features.feature["text"].bytes_list.value.append(note.encode())
+    response = predict_stub.Classify(request, timeout=10)
+    expected = in_process(exports[1], NOTES)["probabilities"]
+    assert signature_calls == [4]  # three examples padded to the allowed size 4
+    assert len(response.result.classifications) == len(NOTES)
+    for row, classification in enumerate(response.result.classifications):
+        assert [c.label for c in classification.classes] == V1_LABELS
+        np.testing.assert_allclose([c.score for c in classification.classes], expected[row], rtol=1e-5)
