@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from timing import latency_ms
 
 
 def load(model_dir: Path, vocab_path: Path) -> tuple[torch.nn.Module, transformers.AlbertTokenizer]:
@@ -49,26 +50,6 @@ def classify(model: torch.nn.Module, tokenizer, note: str, seq: int) -> np.ndarr
     with torch.inference_mode():
         logits = model(**encoded).logits
     return torch.softmax(logits, dim=-1).numpy()
-
-
-def latency_ms(run, notes: list[str], requests: int, warmup: int, budget: float) -> dict[str, float]:
-    """p50/p99 ms of up to `requests` sequential one-note calls after `warmup` calls; stops early once
-    `budget` seconds have gone and at least 10 calls are timed."""
-    for i in range(warmup):
-        run(notes[i % len(notes)])
-    times: list[float] = []
-    began = time.perf_counter()
-    for i in range(requests):
-        if len(times) >= 10 and time.perf_counter() - began > budget:
-            break
-        start = time.perf_counter()
-        run(notes[i % len(notes)])
-        times.append(time.perf_counter() - start)
-    return {
-        "p50_ms": 1000 * float(np.percentile(times, 50)),
-        "p99_ms": 1000 * float(np.percentile(times, 99)),
-        "requests": len(times),
-    }
 
 
 def throughput(run, notes: list[str], threads: int, seconds: float) -> float:

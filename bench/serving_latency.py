@@ -32,13 +32,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import sentencepiece as spm
 import tensorflow as tf
+from timing import latency_ms
 
 from albert_keras import AlbertBackbone, AlbertClassifier
 from albert_keras.config import AlbertConfig
@@ -104,28 +104,6 @@ def build_models(
     return export_dir, hf_dir
 
 
-def latency(
-    run: Callable[[str], object], notes: list[str], requests: int, warmup: int, budget: float
-) -> dict[str, float]:
-    """p50/p99 ms of up to `requests` sequential one-note calls after `warmup` calls; stops early once
-    `budget` seconds have gone and at least 10 calls are timed (slow configs on small machines)."""
-    for i in range(warmup):
-        run(notes[i % len(notes)])
-    times: list[float] = []
-    began = time.perf_counter()
-    for i in range(requests):
-        if len(times) >= 10 and time.perf_counter() - began > budget:
-            break
-        start = time.perf_counter()
-        run(notes[i % len(notes)])
-        times.append(time.perf_counter() - start)
-    return {
-        "p50_ms": 1000 * float(np.percentile(times, 50)),
-        "p99_ms": 1000 * float(np.percentile(times, 99)),
-        "requests": len(times),
-    }
-
-
 def served_throughput(target: str, notes: list[str], threads: int, seconds: float) -> float:
     """Notes/s with `threads` client threads, each with its own channel, sending one-note Predicts.
 
@@ -163,7 +141,7 @@ def measure_ours(export_dir: Path, notes: list[str], args: argparse.Namespace) -
     target = f"127.0.0.1:{port}"
     try:
         with ServingClient(target, MODEL_NAME, timeout=60.0) as client:
-            figures = latency(
+            figures = latency_ms(
                 lambda note: client.predict([note]), notes, args.requests, args.warmup, args.latency_seconds
             )
             check = [list(client.predict([note])[0].values()) for note in notes[: args.check]]
