@@ -61,7 +61,7 @@ class BatchingParameters:
         return next((allowed for allowed in self.allowed_batch_sizes if allowed >= size), size)
 
 
-def _message_class():
+def message_class():
     """A protobuf message with `session_bundle_config.proto`'s BatchingParameters field names and wrapper
     types (the tensorflow-serving-api wheel does not ship that module), so the text format is parsed
     exactly as TF Serving parses it. `thread_pool_name` is accepted and ignored."""
@@ -102,7 +102,7 @@ def _message_class():
 def parse_batching_parameters(text: str, origin: str = "batching_parameters") -> BatchingParameters:
     """The parameters in a `BatchingParameters` text proto; unknown fields are refused, naming `origin`."""
     try:
-        proto = text_format.Parse(text, _message_class()())
+        proto = text_format.Parse(text, message_class()())
     except text_format.ParseError as error:
         raise ValueError(f"{origin}: not a BatchingParameters text proto ({error})") from None
     given = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
@@ -27,6 +27,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import client as serving_client
+from serving.batching import message_class  # BatchingParameters, as TF Serving names its fields
 from serving.client import ServingClient, ServingError, text_example
 
 DEPLOY = Path(__file__).resolve().parents[2] / "serving" / "deploy"
@@ -337,48 +338,6 @@ def test_cli_reports_server_errors_on_stderr(fake, target, capsys):
 # -- deployment files ---------------------------------------------------------------------------------
 
 
-def _batching_parameters_class():
-    """`BatchingParameters` from tensorflow-serving-api if it ships it; the pip package (2.16) does not
-    include servables/tensorflow/session_bundle_config_pb2, so otherwise a message with the same field
-    names, numbers and wrapper types as session_bundle_config.proto is built here."""
-    try:
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
-
-        return session_bundle_config_pb2.BatchingParameters
-    except ImportError:
-        pass
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    mirror = descriptor_pb2.FileDescriptorProto(
-        name="mirror/session_bundle_config.proto",
-        package="mirror.tensorflow.serving",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-    message = mirror.message_type.add(name="BatchingParameters")
-    field = descriptor_pb2.FieldDescriptorProto
-    for number, name, wrapper in [
-        (1, "max_batch_size", "Int64Value"),
-        (2, "batch_timeout_micros", "Int64Value"),
-        (3, "max_enqueued_batches", "Int64Value"),
-        (4, "num_batch_threads", "Int64Value"),
-        (5, "thread_pool_name", "StringValue"),
-    ]:
-        message.field.add(
-            name=name,
-            number=number,
-            label=field.LABEL_OPTIONAL,
-            type=field.TYPE_MESSAGE,
-            type_name=f".google.protobuf.{wrapper}",
-        )
-    message.field.add(name="allowed_batch_sizes", number=6, label=field.LABEL_REPEATED, type=field.TYPE_INT64)
-    pool.Add(mirror)
-    descriptor = pool.FindMessageTypeByName("mirror.tensorflow.serving.BatchingParameters")
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
-
-
 def _models_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
 
@@ -394,9 +353,7 @@ def test_models_config_serves_the_latest_two_versions():
 
 
 def test_batching_parameters_parse_and_are_consistent():
-    params = text_format.Parse(
-        (DEPLOY / "batching_parameters.txt").read_text(), _batching_parameters_class()()
-    )
+    params = text_format.Parse((DEPLOY / "batching_parameters.txt").read_text(), message_class()())
     for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
         assert params.HasField(name) and getattr(params, name).value > 0, name
     sizes = list(params.allowed_batch_sizes)
@@ -448,7 +405,7 @@ def test_kubernetes_deployment_service_and_config():
     assert Path(flags["batching_parameters_file"]).name in data
     # The ConfigMap carries the same settings as the files docker-compose mounts.
     assert _models_config(data["models.config"]) == _models_config((DEPLOY / "models.config").read_text())
-    batching = _batching_parameters_class()
+    batching = message_class()
     assert text_format.Parse(data["batching_parameters.txt"], batching()) == text_format.Parse(
         (DEPLOY / "batching_parameters.txt").read_text(), batching()
     )
