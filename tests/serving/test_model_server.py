@@ -86,6 +86,15 @@ def served(exports, tmp_path_factory):
         yield stubs
 
 
+def classify_request(notes) -> classification_pb2.ClassificationRequest:
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    for note in notes:
+        example = request.input.example_list.examples.add()
+        example.features.feature["text"].bytes_list.value.append(note.encode())
+    return request
+
+
 def predict_request(notes, model: str = MODEL, **spec) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
@@ -132,12 +141,7 @@ def test_predict_equals_in_process_model(served, exports):
 
 def test_classify_scores_and_labels(served, exports):
     _, predict_stub, _ = served
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = MODEL
-    for note in NOTES:
-        example = request.input.example_list.examples.add()
-        example.features.feature["text"].bytes_list.value.append(note.encode())
-    response = predict_stub.Classify(request, timeout=10)
+    response = predict_stub.Classify(classify_request(NOTES), timeout=10)
     expected = in_process(exports[1], NOTES)["probabilities"]
     assert response.model_spec.signature_name == "classify"
     assert len(response.result.classifications) == len(NOTES)
@@ -621,12 +625,7 @@ def test_cli_batching_flags():
 
 def test_classify_is_batched_too(batched, exports, signature_calls):
     _, predict_stub, _ = batched
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = MODEL
-    for note in NOTES:
-        example = request.input.example_list.examples.add()
-        example.features.feature["text"].bytes_list.value.append(note.encode())
-    response = predict_stub.Classify(request, timeout=10)
+    response = predict_stub.Classify(classify_request(NOTES), timeout=10)
     expected = in_process(exports[1], NOTES)["probabilities"]
     assert signature_calls == [4]  # three examples padded to the allowed size 4
     assert len(response.result.classifications) == len(NOTES)
