@@ -198,9 +198,7 @@ def run_fn(fn_args) -> None:
         classifier.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01))
 
     logs = os.path.join(fn_args.model_run_dir, "logs")
-    every = max(1, steps // 5)
-    while steps % every:
-        every -= 1
+    every = trainer_common.checkpoint_interval(steps, 5)
     eval_data = _dataset(eval_files, feature_spec, global_batch, seed=None).take(
         int(custom.get("eval_steps", 10))
     )

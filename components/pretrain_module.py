@@ -98,9 +98,7 @@ def run_fn(fn_args) -> None:
         )
 
     logs = os.path.join(fn_args.model_run_dir, "logs")
-    every = max(1, steps // 10)
-    while steps % every:
-        every -= 1
+    every = trainer_common.checkpoint_interval(steps, 10)
     if steps:
         pretrain(
             model,

@@ -118,3 +118,12 @@ def worker_path(strategy: tf.distribute.Strategy, path: str) -> str:
     import tempfile
 
     return os.path.join(tempfile.mkdtemp(prefix="worker-output-"), os.path.basename(os.path.normpath(path)))
+
+
+def checkpoint_interval(steps: int, checkpoints: int) -> int:
+    """Steps between checkpoints: about `steps / checkpoints`, and a divisor of `steps` (the loop
+    checkpoints at whole multiples of it and must land on the last step)."""
+    every = max(1, steps // checkpoints)
+    while steps % every:
+        every -= 1
+    return every

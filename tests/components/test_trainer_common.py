@@ -47,3 +47,12 @@ def test_outputs_go_to_the_real_folder_on_the_chief(tmp_path):
     strategy = tf.distribute.get_strategy()
     assert trainer_common.is_chief(strategy)
     assert trainer_common.worker_path(strategy, str(tmp_path / "serving")) == str(tmp_path / "serving")
+
+
+def test_checkpoint_interval_divides_the_steps():
+    assert trainer_common.checkpoint_interval(20, 10) == 2
+    assert trainer_common.checkpoint_interval(30, 5) == 6
+    assert trainer_common.checkpoint_interval(7, 5) == 1
+    assert trainer_common.checkpoint_interval(0, 10) == 1
+    for steps in range(1, 60):
+        assert steps % trainer_common.checkpoint_interval(steps, 4) == 0
