@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from albert_keras.config import AlbertConfig
-from albert_keras.embeddings import PositionEmbedding
+from albert_keras.embeddings import PositionEmbedding, SmallTableEmbedding
 from albert_keras.encoder import layer_plan
 from albert_keras.initializers import albert_initializer
 
@@ -42,7 +42,7 @@ class AlbertBackbone(keras.Model):
             dtype=dtype,
             name="position_embedding",
         )
-        self.segment_embedding = keras.layers.Embedding(
+        self.segment_embedding = SmallTableEmbedding(
             config.type_vocab_size,
             config.embedding_size,
             embeddings_initializer=init,

@@ -48,3 +48,18 @@ class PositionEmbedding(keras.layers.Layer):
             initializer_range=self.initializer_range,
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="albert_keras")
+class SmallTableEmbedding(keras.layers.Embedding):
+    """An Embedding for tables of a few rows (token types): a one-hot matmul instead of a gather.
+
+    Same weights and outputs as `keras.layers.Embedding`; what changes is the gradient. A gather's
+    gradient scatter-adds every token's row into the table, and on a GPU the adds into the same two
+    rows serialize: that scatter took 64 ms of a 116 ms pretraining step (albert-base, 64 x 512, H100,
+    bench/RESULTS.md). The one-hot matmul's gradient is a matmul, which costs next to nothing.
+    """
+
+    def call(self, inputs):
+        one_hot = ops.one_hot(ops.cast(inputs, "int32"), self.input_dim, dtype=self.compute_dtype)
+        return ops.matmul(one_hot, ops.cast(self.embeddings, self.compute_dtype))  # (..., dim)

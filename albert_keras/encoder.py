@@ -9,6 +9,7 @@ pairs it applies; a sub-layer object that appears in several entries shares its 
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 from keras import ops
@@ -72,19 +73,27 @@ class SelfAttention(keras.layers.Layer):
         return ops.reshape(x, (batch, seq, self.num_heads, self.head_size))  # (batch, seq, heads, d)
 
     def call(self, x, padding_mask, training=None):
-        q = self._split_heads(self.query(x))
+        q = self._split_heads(self.query(x))  # (batch, seq, heads, d)
         k = self._split_heads(self.key(x))
         v = self._split_heads(self.value(x))
+        if keras.backend.backend() == "jax" and not (training and self.attention_dropout > 0):
+            context = _fused_attention(q, k, v, padding_mask)
+        else:
+            context = self._attention(q, k, v, padding_mask, training=training)
+        context = ops.reshape(context, ops.shape(x))  # (batch, seq, hidden)
+        attended = self.output_dropout(self.output_dense(context), training=training)
+        return self.layer_norm(x + attended)
+
+    def _attention(self, q, k, v, padding_mask, training=None):
+        """Attention written out in ops: runs on every backend and is what the TensorFlow serving
+        graph holds (plain einsum/softmax ops that any model server loads)."""
         scores = ops.einsum("btnd,bsnd->bnts", q, k)  # (batch, heads, query, key)
         scores = ops.cast(scores, "float32") / math.sqrt(self.head_size)
         key_is_padding = ops.equal(ops.cast(padding_mask, "int32"), 0)[:, None, None, :]
         scores = ops.where(key_is_padding, _MASK_NEGATIVE, scores)
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.probs_dropout(probs, training=training)
-        context = ops.einsum("bnts,bsnd->btnd", probs, v)  # (batch, query, heads, d)
-        context = ops.reshape(context, ops.shape(x))  # (batch, seq, hidden)
-        attended = self.output_dropout(self.output_dense(context), training=training)
-        return self.layer_norm(x + attended)
+        return ops.einsum("bnts,bsnd->btnd", probs, v)  # (batch, query, heads, d)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -165,6 +174,31 @@ class FeedForward(keras.layers.Layer):
             initializer_range=self.initializer_range,
         )
         return config
+
+
+def _fused_attention(q, k, v, padding_mask):
+    """Attention through `jax.nn.dot_product_attention` (JAX backend only): the result of
+    `SelfAttention._attention` without dropout on the probabilities.
+
+    On a GPU in bfloat16/float16 it runs cuDNN's fused (flash) kernel, which never stores the
+    (batch, heads, seq, seq) scores and skips the padded key blocks. cuDNN takes padding as a length
+    per sequence, so there `padding_mask` must mark a prefix of each row (padding at the end), as
+    every input this project builds does. Elsewhere it is XLA's attention with the mask itself.
+    `ALBERT_KERAS_ATTENTION=xla` forces the XLA path (to compare or to rule the kernel out).
+    """
+    import jax
+
+    fused = (
+        os.environ.get("ALBERT_KERAS_ATTENTION", "auto") != "xla"
+        and jax.devices()[0].platform == "gpu"
+        and q.dtype in (jax.numpy.bfloat16, jax.numpy.float16)
+        and q.shape[-1] % 8 == 0
+    )
+    attend = ops.not_equal(ops.cast(padding_mask, "int32"), 0)  # (batch, key)
+    if fused:
+        lengths = ops.sum(ops.cast(attend, "int32"), axis=1)  # (batch,)
+        return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="cudnn")
+    return jax.nn.dot_product_attention(q, k, v, mask=attend[:, None, None, :], implementation="xla")
 
 
 Block = tuple[SelfAttention, FeedForward]

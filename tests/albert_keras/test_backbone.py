@@ -5,6 +5,7 @@ import pytest
 from albert_keras.activations import get_activation
 from albert_keras.backbone import AlbertBackbone
 from albert_keras.config import AlbertConfig
+from albert_keras.embeddings import SmallTableEmbedding
 from albert_keras.encoder import layer_plan
 from tests.albert_keras.util import backbone_inputs, max_abs_diff, randomize_weights
 
@@ -132,3 +133,33 @@ def test_dropout_is_active_in_training_only():
     assert max_abs_diff(*inference) == 0.0
     training = [backbone(inputs, training=True)["pooled_output"] for _ in range(2)]
     assert max_abs_diff(*training) > 1e-4
+
+
+def test_token_type_table_gives_what_a_gather_gives():
+    # The segment table is a one-hot matmul (its gradient is no scatter); same rows as a lookup.
+    layer = SmallTableEmbedding(2, 16)
+    lookup = keras.layers.Embedding(2, 16)
+    ids = np.array([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0]], "int32")
+    layer.build(ids.shape)
+    lookup.build(ids.shape)
+    table = np.random.default_rng(0).normal(size=(2, 16)).astype("float32")
+    lookup.embeddings.assign(table)
+    layer.embeddings.assign(table)
+    assert max_abs_diff(layer(ids), lookup(ids)) == 0.0
+    assert SmallTableEmbedding.from_config(layer.get_config()).input_dim == 2
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the fused attention is the JAX backend's")
+def test_jax_attention_is_the_written_out_attention():
+    # Under JAX the model runs jax.nn.dot_product_attention; outside the GPU kernel it must equal the
+    # einsum/softmax attention that the TensorFlow serving graph holds, padding included.
+    from albert_keras.encoder import SelfAttention, _fused_attention
+
+    layer = SelfAttention(32, 4)
+    x = np.random.default_rng(1).normal(size=(3, 9, 32)).astype("float32")
+    padding_mask = (np.arange(9)[None, :] < np.array([9, 5, 1])[:, None]).astype("int32")
+    layer.build(x.shape)
+    q, k, v = (layer._split_heads(dense(x)) for dense in (layer.query, layer.key, layer.value))
+    written_out = layer._attention(q, k, v, padding_mask)
+    fused = _fused_attention(q, k, v, padding_mask)
+    assert max_abs_diff(fused, written_out) < 1e-6
