@@ -9,7 +9,9 @@ reproducible:
   note listed under several specialties keeps all of its labels (and the duplicate rows that the
   ingestion must collapse).
 - ``sample/ncbi_disease_sample.jsonl``: NCBI-disease abstracts (title and abstract joined), one JSON
-  object per line with ``id``, ``text`` and ``split`` (the corpus's own train/devel/test).
+  object per line with ``id``, ``text``, ``split`` (the corpus's own train/devel/test) and
+  ``entities``: the annotated disease mentions as character spans of ``text`` (``start``, ``end``,
+  ``type``: SpecificDisease, DiseaseClass, CompositeMention or Modifier), for token classification.
 
 Usage: python data/make_sample.py SHARED_DATA_DIR [--per-specialty 8] [--abstracts 120]
 """
@@ -59,21 +61,42 @@ def sample_ncbi(source_dir: Path, out: Path, count: int) -> int:
         "devel": "NCBIdevelopset_corpus.txt",
         "test": "NCBItestset_corpus.txt",
     }
-    docs = []
+    docs: dict[str, dict] = {}
     for split, name in files.items():
         title: dict[str, str] = {}
-        for line in (source_dir / name).read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate((source_dir / name).read_text(encoding="utf-8").splitlines(), 1):
             parts = line.split("|", 2)
             if len(parts) == 3 and parts[1] == "t":
                 title[parts[0]] = parts[2]
             elif len(parts) == 3 and parts[1] == "a":
-                docs.append({"id": parts[0], "text": f"{title[parts[0]]}\n\n{parts[2]}", "split": split})
-    docs.sort(key=lambda d: _stable_key(d["id"]))
-    chosen = sorted(docs[:count], key=lambda d: d["id"])
+                text = f"{title[parts[0]]}\n\n{parts[2]}"
+                docs[parts[0]] = {"id": parts[0], "text": text, "split": split, "entities": []}
+            elif line.count("\t") >= 4:
+                docs[line.split("\t")[0]]["entities"].append(
+                    _ncbi_mention(line, docs, title, f"{name} line {number}")
+                )
+    ordered = sorted(docs.values(), key=lambda d: _stable_key(d["id"]))
+    chosen = sorted(ordered[:count], key=lambda d: d["id"])
     with out.open("w", encoding="utf-8") as f:
         for doc in chosen:
             f.write(json.dumps(doc, ensure_ascii=False) + "\n")
     return len(chosen)
+
+
+def _ncbi_mention(line: str, docs: dict[str, dict], title: dict[str, str], where: str) -> dict:
+    """One mention line (PMID, start, end, mention, type, concept) as a span of our joined text.
+
+    The corpus counts offsets over title + " " + abstract; the sample joins them with a blank line,
+    so mentions in the abstract move one character right. Each span is checked against its mention
+    (whitespace collapsed: a few mention strings of the corpus carry an extra trailing space).
+    """
+    pmid, start, end, mention, kind = line.split("\t")[:5]
+    start, end = int(start), int(end)
+    if start > len(title[pmid]):
+        start, end = start + 1, end + 1
+    if " ".join(docs[pmid]["text"][start:end].split()) != " ".join(mention.split()):
+        raise ValueError(f"{where}: the span {start}-{end} does not hold its mention")
+    return {"start": start, "end": end, "type": kind}
 
 
 def main(argv: list[str] | None = None) -> None:

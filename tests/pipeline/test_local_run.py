@@ -108,6 +108,36 @@ def test_every_component_runs_and_the_pushed_model_answers_raw_text(first_run):
     assert np.all(probabilities >= 0)
 
 
+def test_the_pushed_model_is_served_over_grpc(first_run):
+    # The Pusher's base directory is what the model server reads. Over a real socket, Predict with
+    # raw text and Classify with tf.Examples answer what the SavedModel answers in process.
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the model's SentencePiece ops)
+
+    from serving.client import DEFAULT_MODEL, ServingClient
+    from serving.model_server import ModelServer
+    from serving.models_config import ModelEntry
+
+    out, _, _ = first_run
+    version = max(os.listdir(out / "serving"), key=int)
+    notes = ["Chest pain and shortness of breath.", "Left knee arthroscopy, no complications."]
+    in_process = tf.saved_model.load(str(out / "serving" / version))
+    local = in_process.signatures["serving_default"](text=tf.constant(notes))
+    expected = local["probabilities"].numpy()
+    names = [name.decode() for name in local["label_names"].numpy()]
+
+    server = ModelServer([ModelEntry(DEFAULT_MODEL, str(out / "serving"))], port=0, poll_seconds=0)
+    port = server.start()
+    try:
+        with ServingClient(f"127.0.0.1:{port}") as client:
+            assert [(s.version, s.state) for s in client.status()] == [(int(version), "AVAILABLE")]
+            for answer in (client.predict(notes), client.classify(notes)):
+                got = np.array([[row[name] for name in names] for row in answer])
+                np.testing.assert_allclose(got, expected, atol=1e-5)
+    finally:
+        server.stop(grace_seconds=1.0)
+
+
 def test_broken_records_are_rejected_and_counted(first_run):
     import json
 

@@ -217,6 +217,22 @@ def test_ncbi_sample_reads_with_default_keys() -> None:
     ]
 
 
+def test_ncbi_sample_mentions_are_ordered_spans_of_the_text() -> None:
+    # The token-classification labels: each annotated mention is a character span of `text`, none
+    # overlaps the next, none starts or ends in whitespace, and every abstract's types are the corpus's.
+    sample = Path(__file__).resolve().parents[3] / "data" / "sample" / "ncbi_disease_sample.jsonl"
+    docs = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kinds = {"SpecificDisease", "DiseaseClass", "CompositeMention", "Modifier"}
+    assert sum(len(d["entities"]) for d in docs) > 500
+    for doc in docs:
+        previous_end = 0
+        for entity in sorted(doc["entities"], key=lambda e: e["start"]):
+            mention = doc["text"][entity["start"] : entity["end"]]
+            assert entity["type"] in kinds and previous_end <= entity["start"] < entity["end"], doc["id"]
+            assert mention == mention.strip() and mention, doc["id"]
+            previous_end = entity["end"]
+
+
 def _document(doc_id: str, data: bytes | None, content_type: str | None = "text/plain") -> dict:
     attachment = {} if content_type is None else {"contentType": content_type}
     if data is not None:
