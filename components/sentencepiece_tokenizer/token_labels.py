@@ -1,0 +1,106 @@
+"""Token-classification labels: annotated character spans -> one BIO label per SentencePiece piece,
+in graph, and entity-level scores from BIO label sequences.
+
+Label ids for `types` entity types: 0 is O; type t is B = 1 + 2t, I = 2 + 2t (the order of
+`albert_keras.bio_labels(types)`). Spans and piece offsets are byte offsets into the UTF-8 text, as
+`SentencepieceTokenizer.tokenize_with_offsets` gives them.
+
+A piece belongs to the first span it overlaps (shares at least one byte with). The first piece of a span
+is B, the next ones I. A piece that is only the word-boundary mark before a span shares no byte with it,
+so it stays O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+OUTSIDE = 0
+
+
+def bio_piece_labels(
+    piece_starts: tf.RaggedTensor,
+    piece_ends: tf.RaggedTensor,
+    span_starts: tf.RaggedTensor,
+    span_ends: tf.RaggedTensor,
+    span_types: tf.RaggedTensor,
+) -> tf.RaggedTensor:
+    """The label id of each piece, `[batch, (pieces)]` int64, from the spans of the same rows."""
+    starts = tf.cast(piece_starts.to_tensor(-1), tf.int64)  # (batch, P)
+    ends = tf.cast(piece_ends.to_tensor(-1), tf.int64)
+    span_start = tf.cast(span_starts.to_tensor(-1), tf.int64)  # (batch, S); padding never overlaps
+    span_end = tf.cast(span_ends.to_tensor(-1), tf.int64)
+    span_type = tf.cast(span_types.to_tensor(0), tf.int64)
+
+    overlaps = (starts[:, :, None] < span_end[:, None, :]) & (ends[:, :, None] > span_start[:, None, :])
+    inside = tf.reduce_any(overlaps, axis=-1)  # (batch, P)
+    which = tf.argmax(tf.cast(overlaps, tf.int32), axis=-1, output_type=tf.int64)  # first span overlapped
+    # B where the previous piece is outside or in another span.
+    previous_inside = tf.pad(inside[:, :-1], [[0, 0], [1, 0]], constant_values=False)
+    previous_which = tf.pad(which[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
+    begins = inside & (~previous_inside | tf.not_equal(previous_which, which))
+    kind = tf.gather(span_type, which, batch_dims=1)
+    labels = tf.where(inside, tf.where(begins, 1 + 2 * kind, 2 + 2 * kind), OUTSIDE)
+    return tf.RaggedTensor.from_tensor(labels, lengths=piece_starts.row_lengths())
+
+
+def entity_spans(labels: np.ndarray | list[int]) -> set[tuple[int, int, int]]:
+    """(first position, end position, type) of each entity in one BIO id sequence.
+
+    An entity starts at B-t, or at an I-t that does not continue an entity of type t (the usual lenient
+    reading of a model's output), and runs over the I-t that follow. Ignored positions (negative ids,
+    as -100) end an entity and belong to none.
+    """
+    spans = set()
+    start, kind = None, None
+    for position, label in enumerate([*list(labels), OUTSIDE]):
+        label = int(label)
+        label_kind = (label - 1) // 2 if label > 0 else None
+        continues = label > 0 and label % 2 == 0 and label_kind == kind and start is not None
+        if start is not None and not continues:
+            spans.add((start, position, kind))
+            start, kind = None, None
+        if label > 0 and not continues:
+            start, kind = position, label_kind
+    return spans
+
+
+def entity_scores(gold: list, predicted: list) -> dict[str, float]:
+    """Entity-level precision, recall and F1 (exact span and type), micro over all sequences.
+
+    `gold` and `predicted` are parallel lists of BIO id sequences; positions where gold is ignored
+    (negative) are ignored in the prediction too.
+    """
+    true_positives = gold_count = predicted_count = 0
+    for gold_row, predicted_row in zip(gold, predicted, strict=True):
+        gold_row = np.asarray(gold_row)
+        predicted_row = np.where(gold_row < 0, gold_row, np.asarray(predicted_row)[: len(gold_row)])
+        gold_spans, predicted_spans = entity_spans(gold_row), entity_spans(predicted_row)
+        true_positives += len(gold_spans & predicted_spans)
+        gold_count += len(gold_spans)
+        predicted_count += len(predicted_spans)
+    precision = true_positives / predicted_count if predicted_count else 0.0
+    recall = true_positives / gold_count if gold_count else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "gold": gold_count,
+        "predicted": predicted_count,
+    }
+
+
+def pack_labels(piece_labels: tf.RaggedTensor, seq_length: int, ignore_label: int = -100) -> tf.Tensor:
+    """Piece labels laid out as `pack` lays out a single segment: `[batch, seq_length]` int64.
+
+    `[CLS]`, `[SEP]` and padding get `ignore_label`; pieces past `seq_length - 2` are cut, as `pack`
+    cuts their ids.
+    """
+    budget = seq_length - 2
+    kept = piece_labels[:, :budget]
+    rows = kept.nrows()
+    column = tf.fill(tf.stack([rows, 1]), tf.constant(ignore_label, tf.int64))
+    edge = tf.RaggedTensor.from_tensor(column, row_splits_dtype=kept.row_splits.dtype)
+    packed = tf.concat([edge, tf.cast(kept, tf.int64), edge], axis=1)
+    return packed.to_tensor(default_value=ignore_label, shape=[None, seq_length])
