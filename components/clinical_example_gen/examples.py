@@ -14,14 +14,19 @@ LABELS = "labels"
 NOTE_TYPE = "note_type"
 NUM_CHARS = "num_chars"
 NUM_SENTENCES = "num_sentences"
+# Entity spans (token classification), only for sources that annotate them: UTF-8 byte offsets into
+# `text` (end exclusive), as the in-graph tokenizer's piece offsets count, and the entity types.
+SPAN_STARTS = "span_starts"
+SPAN_ENDS = "span_ends"
+SPAN_TYPES = "span_types"
 
 
 def _bytes(*values: str) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8") for value in values]))
 
 
-def _int(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+def _int(*values: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
 def to_example(note: ProcessedNote) -> tf.train.Example:
@@ -36,4 +41,14 @@ def to_example(note: ProcessedNote) -> tf.train.Example:
         NUM_CHARS: _int(len(note.text)),
         NUM_SENTENCES: _int(len(note.sentences)),
     }
+    if note.spans is not None:
+        # Byte offset of every character boundary the spans name.
+        offsets = {0: 0}
+        position = 0
+        for index, char in enumerate(note.text):
+            position += len(char.encode("utf-8", errors="surrogatepass"))
+            offsets[index + 1] = position
+        features[SPAN_STARTS] = _int(*(offsets[span.start] for span in note.spans))
+        features[SPAN_ENDS] = _int(*(offsets[span.end] for span in note.spans))
+        features[SPAN_TYPES] = _bytes(*(span.type for span in note.spans))
     return tf.train.Example(features=tf.train.Features(feature=features))

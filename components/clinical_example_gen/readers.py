@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import functools
 import io
+import itertools
 import json
 import posixpath
 import re
@@ -283,6 +284,10 @@ class JsonlConfig:
     group_key: str | None = None
     #: Metadata key -> JSON key. Categorical fields only.
     metadata_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Entity annotations for token classification: a list of {"start", "end", "type"} objects,
+    #: character offsets into the text (end exclusive), as `data/sample/ncbi_disease_sample.jsonl`
+    #: has under "entities".
+    spans_key: str | None = None
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> JsonlConfig:
@@ -316,6 +321,13 @@ def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int
     listed = raw_labels if isinstance(raw_labels, list) else [raw_labels]
     labels = tuple(label for label in map(_scalar, listed) if label)
     metadata = {key: _scalar(obj.get(field)) for key, field in config.metadata_keys.items()}
+    spans = None
+    if config.spans_key:
+        if not isinstance(obj.get(config.spans_key), list):
+            return Reject(locator, records.MISSING_FIELD, config.spans_key)
+        spans = _spans(obj[config.spans_key], text, config.spans_key)
+        if isinstance(spans, str):
+            return Reject(locator, records.BAD_SPANS, spans)
     return NoteRecord(
         note_id=note_id,
         group_id=(_scalar(obj.get(config.group_key)) if config.group_key else "") or note_id,
@@ -323,7 +335,30 @@ def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int
         labels=labels,
         metadata={**{k: v for k, v in metadata.items() if v}, "source_format": "jsonl"},
         locator=locator,
+        spans=spans,
     )
+
+
+def _spans(items: list, text: str, key: str) -> tuple[records.Span, ...] | str:
+    """The annotations as ordered `Span`s, or what is wrong with them (never quoting the text)."""
+    spans = []
+    for index, item in enumerate(items):
+        where = f"{key}[{index}]"
+        if not isinstance(item, dict):
+            return f"{where} is not an object"
+        start, end, kind = item.get("start"), item.get("end"), item.get("type")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            return f"{where}: start and end must be integers"
+        if not 0 <= start < end <= len(text):
+            return f"{where}: {start}-{end} is not a non-empty span of a {len(text)}-character text"
+        if not isinstance(kind, str) or not kind.strip():
+            return f"{where}: type must be a non-empty string"
+        spans.append(records.Span(start, end, kind.strip()))
+    spans.sort(key=lambda span: span.start)
+    for before, after in itertools.pairwise(spans):
+        if after.start < before.end:
+            return f"{key}: spans {before.start}-{before.end} and {after.start}-{after.end} overlap"
+    return tuple(spans)
 
 
 def read_jsonl(path: str, name: str, config: JsonlConfig, max_note_bytes: int) -> Iterator[ReadResult]:

@@ -24,6 +24,7 @@ MARKED_ERROR = "marked error"
 ATTACHMENT_BY_URL = "attachment by URL not supported"
 UNSUPPORTED_ATTACHMENT = "unsupported attachment"
 INVALID_FHIR_RESOURCE = "invalid FHIR resource"
+BAD_SPANS = "bad entity spans"
 
 REJECT_REASONS: tuple[str, ...] = (
     EMPTY_TEXT,
@@ -37,7 +38,17 @@ REJECT_REASONS: tuple[str, ...] = (
     ATTACHMENT_BY_URL,
     UNSUPPORTED_ATTACHMENT,
     INVALID_FHIR_RESOURCE,
+    BAD_SPANS,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """An annotated entity: characters `start` to `end` (exclusive) of its note's text, and its type."""
+
+    start: int
+    end: int
+    type: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +64,9 @@ class NoteRecord:
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Where the record came from, without its text: `file:line 3`, `file:row 12 (id=7)`, ...
     locator: str = ""
+    #: Entity annotations for token classification, in order, none overlapping; None where the source
+    #: annotates none (as against () for an annotated note without entities).
+    spans: tuple[Span, ...] | None = None
 
     @property
     def note_type(self) -> str:
@@ -93,3 +107,5 @@ class ProcessedNote:
     #: Replacements made in this note, per PHI token (`[DATE]`: 2): placeholders and scrubber finds.
     phi_counts: Mapping[str, int]
     locator: str
+    #: The record's spans, moved to this text (see `NoteRecord.spans`).
+    spans: tuple[Span, ...] | None = None

@@ -4,6 +4,12 @@ The steps themselves live in `components.clinical_text`, shared with the tokeniz
 composes them and turns "nothing left" into an `empty text` reject. MIMIC's `[**...**]` placeholders are
 replaced wherever they occur, not only in MIMIC input, since notes derived from MIMIC travel in other
 formats. Replacements are counted per typed token for the ingest report.
+
+Entity spans (token classification) ride through the steps as two private-use characters around each
+mention, so that every change of length before or inside a mention moves its span with it; after
+scrubbing the marks are taken out and the spans read off. A note whose marks do not come out in pairs
+(a step removed one), or whose mention came out empty, is rejected as `bad entity spans`, never kept
+with spans that point at the wrong text.
 """
 
 from __future__ import annotations
@@ -13,8 +19,53 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.clinical_example_gen import records
-from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject
+from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject, Span
 from components.clinical_text import normalize, scrub, segment
+
+SPAN_OPEN, SPAN_CLOSE = "\ue000", "\ue001"
+
+
+def mark_spans(text: str, spans: tuple[Span, ...]) -> str:
+    """`text` with SPAN_OPEN before and SPAN_CLOSE after each span (ordered, not overlapping)."""
+    parts, position = [], 0
+    for span in spans:
+        parts += [text[position : span.start], SPAN_OPEN, text[span.start : span.end], SPAN_CLOSE]
+        position = span.end
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+def unmark_spans(marked: str, types: list[str]) -> tuple[str, tuple[Span, ...]] | str:
+    """The text without the marks, and the spans they enclosed; or what went wrong."""
+    text, spans, opened = [], [], None
+    length = 0
+    for char in marked:
+        if char == SPAN_OPEN:
+            if opened is not None:
+                return "a span mark was lost in text processing"
+            opened = length
+        elif char == SPAN_CLOSE:
+            if opened is None or len(spans) >= len(types):
+                return "a span mark was lost in text processing"
+            spans.append((opened, length))
+            opened = None
+        else:
+            text.append(char)
+            length += 1
+    if opened is not None or len(spans) != len(types):
+        return "a span mark was lost in text processing"
+    joined = "".join(text)
+    result = []
+    for (start, end), kind in zip(spans, types, strict=True):
+        # Whitespace that normalization left at a mention's edges is not part of it.
+        while start < end and joined[start].isspace():
+            start += 1
+        while end > start and joined[end - 1].isspace():
+            end -= 1
+        if start == end:
+            return "a mention became empty in text processing"
+        result.append(Span(start, end, kind))
+    return joined, tuple(result)
 
 
 class TextStepError(RuntimeError):
@@ -38,22 +89,34 @@ class TextSteps:
 
     def _process(self, record: NoteRecord) -> ProcessedNote | Reject:
         counts: Counter[str] = Counter()
-        text = normalize.normalize_text(record.text)
+        text = record.text
+        if record.spans is not None:
+            if SPAN_OPEN in text or SPAN_CLOSE in text:
+                return Reject(record.locator, records.BAD_SPANS, "the text holds U+E000 or U+E001")
+            text = mark_spans(text, record.spans)
+        text = normalize.normalize_text(text)
         if "[**" in text:
             text, replaced = normalize.replace_mimic_placeholders(text)
             counts.update(replaced)
         scrubbed = self._scrubber.scrub(text)
         counts.update(scrubbed.counts)
-        sentences = tuple(segment.segment_sentences(scrubbed.text))
-        if not scrubbed.text.strip() or not sentences:
+        text, spans = scrubbed.text, None
+        if record.spans is not None:
+            unmarked = unmark_spans(text, [span.type for span in record.spans])
+            if isinstance(unmarked, str):
+                return Reject(record.locator, records.BAD_SPANS, unmarked)
+            text, spans = unmarked
+        sentences = tuple(segment.segment_sentences(text))
+        if not text.strip() or not sentences:
             return Reject(record.locator, records.EMPTY_TEXT)
         return ProcessedNote(
             note_id=record.note_id,
             group_id=record.group_id,
-            text=scrubbed.text,
+            text=text,
             sentences=sentences,
             labels=record.labels,
             note_type=record.note_type,
             phi_counts=dict(counts),
             locator=record.locator,
+            spans=spans,
         )

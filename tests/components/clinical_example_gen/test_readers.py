@@ -356,3 +356,68 @@ def test_make_reader_and_listing_refuse_bad_settings(tmp_path: Path) -> None:
         readers.make_reader("jsonl", {}, 0)
     with pytest.raises(FileNotFoundError):
         readers.list_input_files(str(tmp_path / "absent"), "csv")
+
+
+def test_jsonl_spans_are_read_in_order_and_bad_ones_rejected_with_where(tmp_path: Path) -> None:
+    text = "Lynch syndrome and breast cancer."
+    lines = [
+        {
+            "id": "1",
+            "text": text,
+            "entities": [{"start": 19, "end": 32, "type": "D"}, {"start": 0, "end": 14, "type": "D"}],
+        },
+        {"id": "2", "text": text, "entities": []},
+        {"id": "3", "text": text},
+        {"id": "4", "text": text, "entities": [{"start": 30, "end": 99, "type": "D"}]},
+        {
+            "id": "5",
+            "text": text,
+            "entities": [{"start": 0, "end": 14, "type": "D"}, {"start": 6, "end": 9, "type": "D"}],
+        },
+        {"id": "6", "text": text, "entities": [{"start": "0", "end": 5, "type": "D"}]},
+        {"id": "7", "text": text, "entities": [{"start": 0, "end": 5, "type": " "}]},
+    ]
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    got = read("jsonl", path, {"spans_key": "entities"})
+    kept = {n.note_id: n.spans for n in notes(got)}
+    assert kept == {"1": (records.Span(0, 14, "D"), records.Span(19, 32, "D")), "2": ()}
+    details = {r.locator: (r.reason, r.detail) for r in got if isinstance(r, Reject)}
+    assert details == {
+        "notes.jsonl:line 3": (records.MISSING_FIELD, "entities"),
+        "notes.jsonl:line 4": (
+            records.BAD_SPANS,
+            "entities[0]: 30-99 is not a non-empty span of a 33-character text",
+        ),
+        "notes.jsonl:line 5": (records.BAD_SPANS, "entities: spans 0-14 and 6-9 overlap"),
+        "notes.jsonl:line 6": (records.BAD_SPANS, "entities[0]: start and end must be integers"),
+        "notes.jsonl:line 7": (records.BAD_SPANS, "entities[0]: type must be a non-empty string"),
+    }
+    assert all(n.spans is None for n in notes(read("jsonl", path)))  # not asked for: not read
+
+
+def test_ncbi_sample_mentions_come_through_the_text_steps_as_spans_of_the_processed_text() -> None:
+    import unicodedata
+
+    from components.clinical_example_gen import examples, text_steps
+
+    sample = Path(__file__).resolve().parents[3] / "data" / "sample" / "ncbi_disease_sample.jsonl"
+    source = {d["id"]: d for d in map(json.loads, sample.read_text(encoding="utf-8").splitlines())}
+    got = read("jsonl", sample, {"spans_key": "entities"}, max_bytes=readers.DEFAULT_MAX_NOTE_BYTES)
+    steps = text_steps.TextSteps()
+    processed = [steps(record) for record in notes(got)]
+    assert len(processed) == len(source) and all(isinstance(p, records.ProcessedNote) for p in processed)
+    for note in processed:
+        mentions = [
+            source[note.note_id]["text"][e["start"] : e["end"]] for e in source[note.note_id]["entities"]
+        ]
+        got_mentions = [note.text[s.start : s.end] for s in note.spans]
+        normalized = [" ".join(unicodedata.normalize("NFKC", m).split()) for m in mentions]
+        assert got_mentions == normalized, note.note_id  # all 1,011 mentions, each unchanged
+        example = examples.to_example(note).features.feature
+        encoded = note.text.encode("utf-8")
+        starts, ends = (
+            example[examples.SPAN_STARTS].int64_list.value,
+            example[examples.SPAN_ENDS].int64_list.value,
+        )
+        assert [encoded[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)] == got_mentions

@@ -46,3 +46,47 @@ def test_a_failing_step_names_the_record_not_its_text(monkeypatch: pytest.Monkey
         text_steps.TextSteps()(_record("CANARY note text"))
     assert "notes.jsonl:line 4" in str(raised.value) and "CANARY" not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__traceback__ is not None
+
+
+def _spanned(text: str, mentions: list[tuple[str, str]]) -> NoteRecord:
+    spans = []
+    for mention, kind in mentions:
+        start = text.index(mention)
+        spans.append(records.Span(start, start + len(mention), kind))
+    return NoteRecord("n1", "g1", text, (), {}, "notes.jsonl:line 4", spans=tuple(spans))
+
+
+def test_spans_move_with_every_change_of_length_before_and_inside_them() -> None:
+    # CRLF, NULs, a tab run and a scrubbed name before the mentions, a NUL inside one: each
+    # span still covers its mention in the processed text.
+    text = "Seen by Dr. Jones\r\n\ttoday\x00 for:  breast\x00 cancer and Lynch syndrome.\r\nNo fever."
+    note = text_steps.TextSteps()(
+        _spanned(text, [("breast\x00 cancer", "Disease"), ("Lynch syndrome", "Disease")])
+    )
+    assert isinstance(note, ProcessedNote) and note.phi_counts == {phi_tokens.NAME: 1}
+    assert [note.text[s.start : s.end] for s in note.spans] == ["breast cancer", "Lynch syndrome"]
+    assert [s.type for s in note.spans] == ["Disease", "Disease"]
+
+
+def test_a_note_without_annotations_keeps_no_spans_and_an_annotated_one_without_entities_keeps_none():
+    assert text_steps.TextSteps()(_record("Chest pain.")).spans is None
+    assert text_steps.TextSteps()(_spanned("Chest pain.", [])).spans == ()
+
+
+def test_a_mention_that_processing_empties_or_marks_in_the_text_are_rejected() -> None:
+    emptied = text_steps.TextSteps()(_spanned("Pain \x00\x00 here.", [("\x00\x00", "Disease")]))
+    assert emptied == Reject(
+        "notes.jsonl:line 4", records.BAD_SPANS, "a mention became empty in text processing"
+    )
+    marked = text_steps.TextSteps()(_spanned("Pain \ue000 here.", [("Pain", "Disease")]))
+    assert marked == Reject("notes.jsonl:line 4", records.BAD_SPANS, "the text holds U+E000 or U+E001")
+
+
+def test_unmarking_refuses_marks_that_do_not_pair() -> None:
+    open_, close = text_steps.SPAN_OPEN, text_steps.SPAN_CLOSE
+    assert text_steps.unmark_spans(f"a {open_}b c", ["T"]) == "a span mark was lost in text processing"
+    assert (
+        text_steps.unmark_spans(f"a {open_}b{close} c", ["T", "T"])
+        == "a span mark was lost in text processing"
+    )
+    assert text_steps.unmark_spans(f"a {open_} b {close}c", ["T"]) == ("a  b c", (records.Span(3, 4, "T"),))
