@@ -6,6 +6,8 @@ with the same graph (tensorflow-text's SentencePiece ops, which the stock TF Ser
     tokenizer_dir   the SentencePiece tokenizer artifact (added by TokenizedTransform)
     seq_length      ALBERT's sequence length for classification inputs
     label_names     the classes in id order (optional; else a vocabulary of the training labels)
+    task            "note_classification" (default) or "token_classification"
+    entity_types    token classification: the span types, in label order (see `bio_labels`)
 
 Outputs (per note):
     token_ids, segment_ids, padding_mask   int64 (seq_length,): `[CLS] note [SEP]`, truncated
@@ -15,6 +17,11 @@ Outputs (per note):
     sentence_lengths                        int64 (sentences,): ids per sentence (pretraining pairs)
     num_cls, unk_fraction                   token-level checks: one [CLS]; the share of <unk> ids
     note_type, length_bucket                slicing keys for the Evaluator
+Token classification adds (from the `span_*` features that ingestion writes for annotated sources):
+    token_labels                            int64 (seq_length,): BIO label id per packed position,
+                                            -100 at [CLS], [SEP] and padding
+    num_spans, num_spans_labelled           mentions annotated, and those that reached a labelled
+                                            piece (the rest lie past seq_length or have another type)
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tensorflow_transform as tft
 
+from components.sentencepiece_tokenizer.token_labels import bio_piece_labels, pack_labels
 from components.sentencepiece_tokenizer.tokenize_graph import SpecialIds, make_tokenizer, pack, tokenize
 
 LABEL_VOCABULARY = "labels"
@@ -75,6 +83,52 @@ def note_features(texts: tf.Tensor, model_proto: bytes, seq_length: int) -> dict
     return features
 
 
+def token_label_features(
+    texts: tf.Tensor,
+    spans: dict[str, tf.RaggedTensor],
+    model_proto: bytes,
+    seq_length: int,
+    entity_types: list[str],
+) -> dict[str, tf.Tensor]:
+    """BIO labels for the packed inputs that `note_features` makes of the same `texts`.
+
+    `spans` holds `span_starts`, `span_ends` (UTF-8 byte offsets into the text) and `span_types`,
+    ragged `[batch, (spans)]`. Spans of a type not in `entity_types` label nothing and are counted out
+    of `num_spans_labelled`, as are spans wholly past the pieces that fit in `seq_length`.
+    """
+    tokenizer = make_tokenizer(model_proto)
+    # Ingestion wrote normalized text, on which normalize_in_graph changes nothing: the offsets hold.
+    _, starts, ends = tokenizer.tokenize_with_offsets(normalize_in_graph(texts))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(entity_types)), tf.range(len(entity_types), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+    kinds = tf.ragged.map_flat_values(table.lookup, spans["span_types"])
+    known = kinds >= 0
+    kept = {
+        name: tf.ragged.boolean_mask(tf.cast(spans[name], tf.int64), known)
+        for name in ("span_starts", "span_ends")
+    }
+    labels = bio_piece_labels(
+        starts, ends, kept["span_starts"], kept["span_ends"], tf.ragged.boolean_mask(kinds, known)
+    )
+    packed = pack_labels(labels, seq_length)
+    beginning = tf.logical_and(packed > 0, tf.equal(packed % 2, 1))  # B-t ids are odd
+    return {
+        "token_labels": packed,
+        "num_spans": tf.cast(spans["span_types"].row_lengths(), tf.int64),
+        "num_spans_labelled": tf.reduce_sum(tf.cast(beginning, tf.int64), axis=1),
+    }
+
+
+def _ragged(feature: tf.Tensor | tf.SparseTensor) -> tf.RaggedTensor:
+    if isinstance(feature, tf.SparseTensor):
+        return tf.RaggedTensor.from_sparse(feature)
+    return tf.RaggedTensor.from_tensor(feature)
+
+
 def _sentence_features(sentences: tf.SparseTensor, model_proto: bytes) -> dict[str, tf.SparseTensor]:
     """Each note's sentences tokenized: ids concatenated, and the number of ids per sentence."""
     tokenizer = make_tokenizer(model_proto)
@@ -96,6 +150,13 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     texts = _dense_strings(inputs["text"])
     outputs = note_features(texts, model_proto, int(custom_config["seq_length"]))
     outputs.update(_sentence_features(inputs["sentences"], model_proto))
+    if custom_config.get("task", "note_classification") == "token_classification":
+        spans = {name: _ragged(inputs[name]) for name in ("span_starts", "span_ends", "span_types")}
+        outputs.update(
+            token_label_features(
+                texts, spans, model_proto, int(custom_config["seq_length"]), custom_config["entity_types"]
+            )
+        )
 
     # The classification target: the note's first label (notes listed under several specialties
     # carry them all, sorted; see the ingestion's dedupe), as its index in the configured label

@@ -90,3 +90,54 @@ def test_entity_scores_need_exact_span_and_type():
     assert scores["precision"] == pytest.approx(1 / 3) and scores["recall"] == pytest.approx(1 / 3)
     assert scores["f1"] == pytest.approx(1 / 3)
     assert entity_scores(gold, gold)["f1"] == 1.0
+
+
+def test_transform_labels_every_ncbi_sample_mention_that_fits(model_proto):
+    # Ingestion (reader, text steps, tf.Example) then the Transform's label features: decoding the
+    # packed labels gives back each mention's text, type included, up to the truncation point.
+    import json
+    from pathlib import Path
+
+    from components.clinical_example_gen import examples, readers, text_steps
+    from components.transform_module import normalize_in_graph, token_label_features
+
+    sample = Path(__file__).resolve().parents[3] / "data" / "sample" / "ncbi_disease_sample.jsonl"
+    types = ["SpecificDisease", "DiseaseClass", "CompositeMention"]  # Modifier left out on purpose
+    reader = readers.make_reader("jsonl", {"spans_key": "entities"}, readers.DEFAULT_MAX_NOTE_BYTES)
+    steps = text_steps.TextSteps()
+    notes = [steps(record) for record in reader(str(sample), "ncbi")][:40]
+    parsed = [examples.to_example(note).features.feature for note in notes]
+    spans = {
+        "span_starts": tf.ragged.constant(
+            [list(f["span_starts"].int64_list.value) for f in parsed], tf.int64
+        ),
+        "span_ends": tf.ragged.constant([list(f["span_ends"].int64_list.value) for f in parsed], tf.int64),
+        "span_types": tf.ragged.constant([list(f["span_types"].bytes_list.value) for f in parsed], tf.string),
+    }
+    texts = tf.constant([note.text for note in notes])
+    out = token_label_features(texts, spans, model_proto, 256, types)
+    _, starts, ends = make_tokenizer(model_proto).tokenize_with_offsets(normalize_in_graph(texts))
+    names = bio_labels(types)
+    source = {d["id"]: d for d in map(json.loads, sample.read_text(encoding="utf-8").splitlines())}
+    labelled_total = 0
+    for row, note in enumerate(notes):
+        labels = out["token_labels"][row].numpy()
+        decoded = set()
+        for first, end, kind in entity_spans(labels):  # positions in the packed row: piece = position - 1
+            text = note.text.encode()[starts[row][first - 1] : ends[row][end - 2]].decode().strip()
+            decoded.add((text, types[kind]))
+        typed = [s for s in note.spans if s.type in types]
+        assert decoded <= {(note.text[s.start : s.end], s.type) for s in typed}, note.note_id
+        last_piece_end = ends[row][min(254, len(ends[row])) - 1]  # the last piece that fits
+        fits = {
+            (note.text[s.start : s.end], s.type)
+            for s in typed
+            if len(note.text[: s.end].encode()) <= last_piece_end
+        }
+        assert fits <= decoded, note.note_id
+        assert out["num_spans"][row] == len(source[note.note_id]["entities"])
+        assert out["num_spans_labelled"][row] == len([n for n in labels if n > 0 and n % 2 == 1])
+        labelled_total += int(out["num_spans_labelled"][row])
+        assert labels[0] == IGNORE_LABEL
+        assert {n for n in labels if n != IGNORE_LABEL} <= set(range(len(names)))
+    assert labelled_total > 100
