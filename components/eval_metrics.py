@@ -106,3 +106,87 @@ class _ConfusionCombiner(beam.CombineFn):
                 )
                 output[key] = float(values[class_id])
         return output
+
+
+ENTITY_F1 = "entity_f1"
+
+
+class EntityF1(metric_types.Metric):
+    """Token classification: entity-level F1, precision and recall (exact span and type), micro over
+    the eval set, and the accuracy of the labelled tokens. Labels are BIO ids per packed position
+    (-100 where none applies); predictions are per-position label probabilities, read as argmax.
+
+    Keys: entity_f1, entity_precision, entity_recall, token_accuracy.
+    """
+
+    def __init__(self, name: str = ENTITY_F1):
+        super().__init__(_entity_computations, name=name)
+
+
+metric_types.register_metric(EntityF1)
+
+
+def _entity_computations(name: str = ENTITY_F1, model_names=None, output_names=None, **unused):
+    computations = []
+    for model_name in model_names or [""]:
+        for output_name in output_names or [""]:
+            keys = {
+                metric: metric_types.MetricKey(name=metric, model_name=model_name, output_name=output_name)
+                for metric in (name, "entity_precision", "entity_recall", "token_accuracy")
+            }
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=list(keys.values()),
+                    preprocessors=[metric_types.StandardMetricInputsPreprocessor()],
+                    combiner=_EntityCombiner(keys, name, model_name),
+                )
+            )
+    return computations
+
+
+class _EntityCombiner(beam.CombineFn):
+    """Accumulates (true positives, gold entities, predicted entities, tokens right, tokens labelled)."""
+
+    def __init__(self, keys: dict, name: str, model_name: str):
+        self._keys = keys
+        self._name = name
+        self._model_name = model_name
+
+    def create_accumulator(self) -> list[float]:
+        return [0.0, 0.0, 0.0, 0.0, 0.0]
+
+    def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
+        from components.sentencepiece_tokenizer.token_labels import entity_scores
+
+        label, prediction = element.label, element.prediction
+        if isinstance(label, dict):
+            label = label[self._model_name]
+        if isinstance(prediction, dict):
+            prediction = prediction[self._model_name]
+        gold = np.asarray(label).reshape(-1).astype(np.int64)
+        predicted = np.argmax(np.asarray(prediction).reshape(len(gold), -1), axis=-1)
+        scores = entity_scores([gold], [predicted])
+        labelled = gold >= 0
+        counts = (
+            scores["true_positives"],
+            scores["gold"],
+            scores["predicted"],
+            (predicted == gold)[labelled].sum(),
+            labelled.sum(),
+        )
+        return [total + float(count) for total, count in zip(accumulator, counts, strict=True)]
+
+    def merge_accumulators(self, accumulators):
+        return [sum(values) for values in zip(*accumulators, strict=True)]
+
+    def extract_output(self, accumulator):
+        true_positives, gold, predicted, right, labelled = accumulator
+        precision = true_positives / predicted if predicted else 0.0
+        recall = true_positives / gold if gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {
+            self._keys[self._name]: f1,
+            self._keys["entity_precision"]: precision,
+            self._keys["entity_recall"]: recall,
+            self._keys["token_accuracy"]: right / labelled if labelled else 0.0,
+        }

@@ -13,7 +13,18 @@ Raw text goes through the Transform graph itself, so serving tokenizes exactly a
 Warmup requests for TF Serving are written to assets.extra.
 
 custom_config: batch_size, learning_rate, eval_steps, seed, label_names (optional: the classes in id
-order; else the Transform's label vocabulary).
+order; else the Transform's label vocabulary), task ("note_classification", the default, or
+"token_classification").
+
+Token classification (task="token_classification", with entity_types and tokenizer_dir, which
+TokenizedTrainer adds) trains an AlbertTokenClassifier on the Transform's `token_labels` (BIO ids per
+packed position) and exports:
+    serving_default     text: string [batch] -> probabilities [batch, seq, labels], label_ids
+                        [batch, seq] (argmax), piece_starts / piece_ends [batch, seq] (UTF-8 byte
+                        offsets of each position's piece in normalized_text; -1 at [CLS], [SEP] and
+                        padding), normalized_text [batch] (the text after in-graph NFKC and space
+                        normalization, which the offsets index), label_names [labels]
+    predict_examples, transform_features   as above, for the Evaluator
 """
 
 from __future__ import annotations
@@ -25,14 +36,18 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from albert_keras import AlbertBackbone, AlbertClassifier
+from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier, bio_labels
 from albert_keras.pretrain_loop import pretrain
 from components import trainer_common
 from components.pretrain_module import PRETRAINER_FILE
-from components.transform_module import LABEL_VOCABULARY
+from components.sentencepiece_tokenizer.token_labels import pack_labels
+from components.sentencepiece_tokenizer.tokenize_graph import make_tokenizer
+from components.transform_module import LABEL_VOCABULARY, normalize_in_graph, read_model_proto
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 LABEL = "label"
+TOKEN_LABELS = "token_labels"
+TOKEN_TASK = "token_classification"
 WARMUP_NOTES = (
     "Chief complaint: chest pain for two days. No fever.",
     "The patient is a 45-year-old woman seen in follow-up after knee arthroscopy.",
@@ -40,15 +55,18 @@ WARMUP_NOTES = (
 )
 
 
-def _dataset(files: list[str], feature_spec: dict, batch: int, seed: int | None) -> tf.data.Dataset:
-    spec = {k: feature_spec[k] for k in (*INPUTS, LABEL)}
+def _dataset(
+    files: list[str], feature_spec: dict, batch: int, seed: int | None, target: str = LABEL
+) -> tf.data.Dataset:
+    spec = {k: feature_spec[k] for k in (*INPUTS, target)}
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if seed is not None:
         dataset = dataset.shuffle(10_000, seed=seed)
     dataset = dataset.map(lambda raw: tf.io.parse_single_example(raw, spec))
-    dataset = dataset.filter(lambda e: e[LABEL] >= 0)  # notes without a label do not train
+    if target == LABEL:
+        dataset = dataset.filter(lambda e: e[LABEL] >= 0)  # notes without a label do not train
     return dataset.map(
-        lambda e: ({k: tf.cast(e[k], tf.int32) for k in INPUTS}, tf.cast(e[LABEL], tf.int32))
+        lambda e: ({k: tf.cast(e[k], tf.int32) for k in INPUTS}, tf.cast(e[target], tf.int32))
     ).batch(batch)
 
 
@@ -122,6 +140,71 @@ class ServingModule(tf.Module):
         return self.tft_layer(self._parse(examples))
 
 
+class TokenServingModule(tf.Module):
+    """The token classifier with the Transform graph in front of it; see the module docstring."""
+
+    def __init__(
+        self,
+        tagger: keras.Model,
+        tft_output: tft.TFTransformOutput,
+        label_names: list[str],
+        model_proto: bytes,
+    ):
+        super().__init__()
+        self.tagger = tagger
+        self.tft_layer = tft_output.transform_features_layer()
+        self.raw_spec = dict(tft_output.raw_feature_spec())
+        self.label_names = tf.constant(label_names)
+        self.tokenizer = make_tokenizer(model_proto)
+        self.seq_length = int(tft_output.transformed_feature_spec()["token_ids"].shape[0])
+
+    def _probabilities(self, transformed: dict) -> tf.Tensor:
+        logits = self.tagger({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)  # (batch, seq, labels)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text):
+        transformed = self.tft_layer(_raw_features(self.raw_spec, text))
+        probabilities = self._probabilities(transformed)
+        normalized = normalize_in_graph(text)
+        _, starts, ends = self.tokenizer.tokenize_with_offsets(normalized)
+        seq_length = self.seq_length  # the pieces sit at packed positions 1..seq-2, as `pack` puts ids
+        return {
+            "probabilities": probabilities,
+            "label_ids": tf.argmax(probabilities, axis=-1),
+            "piece_starts": pack_labels(tf.cast(starts, tf.int64), seq_length, ignore_label=-1),
+            "piece_ends": pack_labels(tf.cast(ends, tf.int64), seq_length, ignore_label=-1),
+            "normalized_text": normalized,
+            "label_names": self.label_names,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(self, examples):
+        parsed = tf.io.parse_example(examples, self.raw_spec)
+        return {"probabilities": self._probabilities(self.tft_layer(parsed))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        return self.tft_layer(tf.io.parse_example(examples, self.raw_spec))
+
+
+def export_tagger(
+    tagger: keras.Model,
+    tft_output: tft.TFTransformOutput,
+    export_dir: str,
+    names: list[str],
+    model_proto: bytes,
+) -> None:
+    module = TokenServingModule(tagger, tft_output, names, model_proto)
+    signatures = {
+        "serving_default": module.serve_text,
+        "predict_examples": module.predict_examples,
+        "transform_features": module.transform_features,
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    write_warmup_requests(export_dir)
+
+
 def write_warmup_requests(export_dir: str) -> None:
     """`assets.extra/tf_serving_warmup_requests`: Predict requests that TF Serving replays on load."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -177,7 +260,9 @@ def mark_classify_signature(export_dir: str, name: str) -> None:
 def run_fn(fn_args) -> None:
     custom = dict(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    names = label_names(custom, tft_output)
+    tokens = custom.get("task", "note_classification") == TOKEN_TASK
+    names = bio_labels(list(custom["entity_types"])) if tokens else label_names(custom, tft_output)
+    target = TOKEN_LABELS if tokens else LABEL
     num_labels = len(names)
     feature_spec = tft_output.transformed_feature_spec()
     batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
@@ -185,13 +270,14 @@ def run_fn(fn_args) -> None:
     eval_files = trainer_common.example_files(fn_args.eval_files)
     steps = int(fn_args.train_steps)
     policy = trainer_common.set_precision()
-    logging.info("fine-tuning on %d classes for %d steps, batch %d, %s", num_labels, steps, batch, policy)
+    logging.info("fine-tuning on %d labels for %d steps, batch %d, %s", num_labels, steps, batch, policy)
 
     strategy = trainer_common.distribution_strategy()
     global_batch = batch * strategy.num_replicas_in_sync
     with strategy.scope():
         keras.utils.set_random_seed(seed)
-        classifier = AlbertClassifier(_pretrained_backbone(fn_args), num_labels=num_labels)
+        task_class = AlbertTokenClassifier if tokens else AlbertClassifier
+        classifier = task_class(_pretrained_backbone(fn_args), num_labels=num_labels)
         schedule = keras.optimizers.schedules.PolynomialDecay(
             float(custom["learning_rate"]), max(steps, 1), 0.0
         )
@@ -199,12 +285,12 @@ def run_fn(fn_args) -> None:
 
     logs = os.path.join(fn_args.model_run_dir, "logs")
     every = trainer_common.checkpoint_interval(steps, 5)
-    eval_data = _dataset(eval_files, feature_spec, global_batch, seed=None).take(
+    eval_data = _dataset(eval_files, feature_spec, global_batch, seed=None, target=target).take(
         int(custom.get("eval_steps", 10))
     )
     history = pretrain(
         classifier,
-        lambda: _dataset(train_files, feature_spec, global_batch, seed=seed),
+        lambda: _dataset(train_files, feature_spec, global_batch, seed=seed, target=target),
         total_steps=steps,
         checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
         steps_per_checkpoint=every,
@@ -213,4 +299,8 @@ def run_fn(fn_args) -> None:
     )
     results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
     logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
-    export(classifier, tft_output, trainer_common.worker_path(strategy, fn_args.serving_model_dir), names)
+    export_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
+    if tokens:
+        export_tagger(classifier, tft_output, export_dir, names, read_model_proto(custom["tokenizer_dir"]))
+    else:
+        export(classifier, tft_output, export_dir, names)

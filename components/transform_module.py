@@ -13,6 +13,7 @@ Outputs (per note):
     token_ids, segment_ids, padding_mask   int64 (seq_length,): `[CLS] note [SEP]`, truncated
     label                                   int64: index of the note's first label in label_names (or
                                             the `labels` vocabulary); -1 when it has none or another
+                                            (note classification only)
     sentence_token_ids                      int64 (tokens,): every sentence's ids, concatenated
     sentence_lengths                        int64 (sentences,): ids per sentence (pretraining pairs)
     num_cls, unk_fraction                   token-level checks: one [CLS]; the share of <unk> ids
@@ -157,24 +158,8 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
                 texts, spans, model_proto, int(custom_config["seq_length"]), custom_config["entity_types"]
             )
         )
-
-    # The classification target: the note's first label (notes listed under several specialties
-    # carry them all, sorted; see the ingestion's dedupe), as its index in the configured label
-    # names, or else in a vocabulary computed over the training split.
-    first_label = _dense_strings(tf.sparse.slice(inputs["labels"], [0, 0], [tf.int64.max, 1]))
-    label_names = list(custom_config.get("label_names") or [])
-    if label_names:
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(label_names), tf.range(len(label_names), dtype=tf.int64)
-            ),
-            default_value=-1,
-        )
-        outputs["label"] = table.lookup(first_label)
     else:
-        outputs["label"] = tft.compute_and_apply_vocabulary(
-            first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
-        )
+        outputs["label"] = _note_label(inputs["labels"], list(custom_config.get("label_names") or []))
     outputs["note_type"] = _dense_strings(inputs["note_type"])
     outputs["length_bucket"] = tf.searchsorted(
         tf.constant(LENGTH_BUCKETS, tf.int64),
@@ -183,6 +168,24 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
         out_type=tf.int64,
     )
     return outputs
+
+
+def _note_label(labels: tf.SparseTensor, label_names: list[str]) -> tf.Tensor:
+    """The classification target: the note's first label (notes listed under several specialties
+    carry them all, sorted; see the ingestion's dedupe), as its index in the configured label names,
+    or else in a vocabulary computed over the training split; -1 for none or another."""
+    first_label = _dense_strings(tf.sparse.slice(labels, [0, 0], [tf.int64.max, 1]))
+    if label_names:
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(label_names), tf.range(len(label_names), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        return table.lookup(first_label)
+    return tft.compute_and_apply_vocabulary(
+        first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
+    )
 
 
 def _dense_int(feature: tf.Tensor | tf.SparseTensor) -> tf.Tensor:

@@ -24,6 +24,7 @@ MTSAMPLES_SPECIALTIES = (
     "Sleep Medicine", "Speech - Language", "Surgery", "Urology",
 )  # fmt: skip
 
+TASKS = ("note_classification", "token_classification")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_CORPUS = os.path.join(REPO, "data", "sample")
 
@@ -79,6 +80,10 @@ class PipelineConfig:
     init_checkpoint_format: str = "hf"  # hf, google
 
     # -- fine-tuning ----------------------------------------------------------------------------
+    # "note_classification": one class per note (label_names). "token_classification": BIO labels per
+    # piece from the entity spans that the reader gives (reader_config spans_key), of entity_types.
+    task: str = "note_classification"
+    entity_types: tuple[str, ...] = ()
     finetune_steps: int = 2_000
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 5e-5
@@ -110,6 +115,12 @@ class PipelineConfig:
             problems.append(
                 f"init_checkpoint_format must be hf or google, received {self.init_checkpoint_format!r}"
             )
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {TASKS}, received {self.task!r}")
+        if self.task == "token_classification" and not self.entity_types:
+            problems.append("token_classification needs entity_types (the span types, in label order)")
+        if self.task == "token_classification" and not self.reader_config.get("spans_key"):
+            problems.append("token_classification needs reader_config.spans_key (jsonl): where the spans are")
         if "train" not in self.splits or "eval" not in self.splits:
             problems.append(f"splits must include train and eval, received {sorted(self.splits)}")
         for name in ("pretrain_steps", "finetune_steps", "seq_length", "vocab_size"):
@@ -143,7 +154,7 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"Unknown pipeline configuration keys: {unknown}; known: {sorted(known)}")
         values = dict(values)
-        for name in ("beam_args", "label_names"):
+        for name in ("beam_args", "label_names", "entity_types"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)

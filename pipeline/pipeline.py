@@ -27,6 +27,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy with a floor and a bound on the drop against the baseline; macro F1 with a floor, and
     per-class precision/recall/F1; slices by note type and length. The Evaluator feeds raw examples
     through the model's own Transform signature."""
+    if config.task == "token_classification":
+        return _token_eval_config(config)
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -70,6 +72,33 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def _token_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Token classification: entity-level F1 (exact span and type) with a floor (min_macro_f1) and a
+    bound on the drop against the baseline (max_accuracy_drop), plus entity precision/recall and the
+    accuracy of labelled tokens; sliced by note length."""
+    f1_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_macro_f1}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_accuracy_drop}
+        ),
+    )
+    entity_f1 = tfma.MetricConfig(
+        class_name="EntityF1", module="components.eval_metrics", threshold=f1_threshold
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="predict_examples",
+                preprocessing_function_names=["transform_features"],
+                label_key="token_labels",
+                prediction_key="probabilities",
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["length_bucket"])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"), entity_f1])],
+    )
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
     example_gen = ClinicalExampleGen(
         input_base=config.corpus_path,
@@ -100,7 +129,12 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         schema=schema_gen.outputs["schema"],
         tokenizer=tokenizer.outputs["tokenizer"],
         preprocessing_fn="components.transform_module.preprocessing_fn",
-        custom_config={"seq_length": config.seq_length, "label_names": list(config.label_names)},
+        custom_config={
+            "seq_length": config.seq_length,
+            "label_names": list(config.label_names),
+            "task": config.task,
+            "entity_types": list(config.entity_types),
+        },
     )
     token_schema = TokenSchemaGen(
         transformed_schema=transform.outputs["post_transform_schema"],
@@ -133,7 +167,11 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         },
     ).with_id("pretrain")
     pretrainer.add_upstream_node(gate)
-    finetuner = tfx.components.Trainer(
+    tokens = config.task == "token_classification"
+    # The token task's export tokenizes with offsets, so it needs the tokenizer itself.
+    tokenizer_input = {"tokenizer": tokenizer.outputs["tokenizer"]} if tokens else {}
+    finetuner = (TokenizedTrainer if tokens else tfx.components.Trainer)(
+        **tokenizer_input,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         base_model=pretrainer.outputs["model"],
@@ -146,6 +184,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             "eval_steps": config.eval_steps,
             "seed": config.seed,
             "label_names": list(config.label_names),
+            "task": config.task,
+            "entity_types": list(config.entity_types),
         },
     ).with_id("finetune")
 

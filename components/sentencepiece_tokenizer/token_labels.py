@@ -28,9 +28,12 @@ def bio_piece_labels(
     """The label id of each piece, `[batch, (pieces)]` int64, from the spans of the same rows."""
     starts = tf.cast(piece_starts.to_tensor(-1), tf.int64)  # (batch, P)
     ends = tf.cast(piece_ends.to_tensor(-1), tf.int64)
-    span_start = tf.cast(span_starts.to_tensor(-1), tf.int64)  # (batch, S); padding never overlaps
-    span_end = tf.cast(span_ends.to_tensor(-1), tf.int64)
-    span_type = tf.cast(span_types.to_tensor(0), tf.int64)
+    # (batch, S + 1): padding, and one more column so that S is never 0 (serving has no spans), never
+    # overlaps a piece.
+    never = tf.fill(tf.stack([piece_starts.nrows(), 1]), tf.constant(-1, tf.int64))
+    span_start = tf.concat([tf.cast(span_starts.to_tensor(-1), tf.int64), never], axis=1)
+    span_end = tf.concat([tf.cast(span_ends.to_tensor(-1), tf.int64), never], axis=1)
+    span_type = tf.concat([tf.cast(span_types.to_tensor(0), tf.int64), tf.zeros_like(never)], axis=1)
 
     overlaps = (starts[:, :, None] < span_end[:, None, :]) & (ends[:, :, None] > span_start[:, None, :])
     inside = tf.reduce_any(overlaps, axis=-1)  # (batch, P)
@@ -86,6 +89,7 @@ def entity_scores(gold: list, predicted: list) -> dict[str, float]:
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "true_positives": true_positives,
         "gold": gold_count,
         "predicted": predicted_count,
     }

@@ -6,10 +6,14 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from albert_keras import AlbertBackbone, AlbertConfig, AlbertPretrainer
 from albert_keras.smoke import random_pretraining_batch
 from tests.albert_keras.util import INPUT_NAMES, max_abs_diff, randomize_weights
+
+# Runs each backend in its own subprocess already: the JAX pass of scripts/test.sh skips it.
+pytestmark = pytest.mark.backend_independent
 
 CONFIG = AlbertConfig.preset("tiny")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -4,6 +4,9 @@ import pytest
 
 from albert_keras.config import PRESETS, AlbertConfig
 
+# Configuration only: no backend runs here, so the JAX pass of scripts/test.sh skips it.
+pytestmark = pytest.mark.backend_independent
+
 # google-research/albert's albert_config.json for albert_base v2, field for field.
 GOOGLE_BASE_V2 = {
     "attention_probs_dropout_prob": 0,

@@ -16,6 +16,9 @@ from albert_keras.pretraining_data import (
     tf_dataset,
 )
 
+# Data generation (numpy, tf.data) that no Keras backend touches: the JAX pass skips it.
+pytestmark = pytest.mark.backend_independent
+
 PIECES = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]", ".", ","]
 PIECES += [f"{WORD_START}w{i}" for i in range(150)] + [f"x{i}" for i in range(100)]
 VOCAB = Vocabulary.from_pieces(PIECES)

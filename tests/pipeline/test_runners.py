@@ -219,3 +219,27 @@ def test_airflow_dag_without_environment_is_the_daily_sample_run_under_airflow_h
     dag = default["dags"]["clinical-albert"]
     assert dag["schedule"] == "0 0 * * *" and len(dag["order"]) == len(COMPONENTS)  # @daily
     assert (work / "airflow_home" / "clinical-albert").is_dir()  # where its ML Metadata will live
+
+
+def test_token_classification_config_is_checked_and_reaches_transform_trainer_and_evaluator():
+    from pipeline.configs import REPO, TINY, PipelineConfig
+    from pipeline.pipeline import create_pipeline, eval_config
+
+    with pytest.raises(ValueError, match="task must be one of"):
+        _tiny_config(task="ner")
+    with pytest.raises(ValueError, match="needs entity_types") as raised:
+        _tiny_config(task="token_classification")
+    assert "needs reader_config.spans_key" in str(raised.value)
+
+    config = PipelineConfig.from_file(f"{REPO}/pipeline/ncbi_disease_tokens.json", **TINY)
+    assert (config.task, config.corpus_format, config.preset) == ("token_classification", "jsonl", "tiny")
+    nodes = {node.id: node for node in create_pipeline(config).components}
+    for node_id in ("TokenizedTransform", "finetune"):
+        custom = json.loads(nodes[node_id].exec_properties["custom_config"])
+        assert custom["task"] == "token_classification" and custom["entity_types"] == list(
+            config.entity_types
+        )
+    assert "tokenizer" in nodes["finetune"].inputs  # its export tokenizes with offsets
+    spec = eval_config(config)
+    assert spec.model_specs[0].label_key == "token_labels"
+    assert [m.class_name for m in spec.metrics_specs[0].metrics] == ["ExampleCount", "EntityF1"]

@@ -66,6 +66,12 @@ def test_adjacent_mentions_each_begin_and_byte_offsets_survive_accents(model_pro
     assert set(labels[1]) == {0}
 
 
+def test_a_batch_without_any_span_is_all_outside(model_proto):
+    # As at serving, where requests carry text only.
+    starts, _, labels = _labels(model_proto, ["No mention here.", "Nor here."], [[], []])
+    assert all(set(row) == {0} for row in labels) and len(labels[0]) == len(starts[0]) > 0
+
+
 def test_labels_pack_like_the_ids_with_special_positions_ignored():
     labels = tf.ragged.constant([[1, 2, 0, 0, 3], [0]], dtype=tf.int64)
     packed = pack_labels(labels, seq_length=5).numpy()
