@@ -23,18 +23,33 @@ from components.with_tokenizer.component import TokenizedTrainer, TokenizedTrans
 from pipeline.configs import PipelineConfig
 
 
+def _floor_and_drop(floor: float, max_drop: float) -> tfma.MetricThreshold:
+    """At least `floor`, and no more than `max_drop` below the baseline (the last blessed model)."""
+    return tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floor}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
+        ),
+    )
+
+
+def _model_spec(label_key: str) -> tfma.ModelSpec:
+    """The export's Evaluator signature, fed raw examples through its own Transform signature."""
+    return tfma.ModelSpec(
+        signature_name="predict_examples",
+        preprocessing_function_names=["transform_features"],
+        label_key=label_key,
+        prediction_key="probabilities",
+    )
+
+
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy with a floor and a bound on the drop against the baseline; macro F1 with a floor, and
     per-class precision/recall/F1; slices by note type and length. The Evaluator feeds raw examples
     through the model's own Transform signature."""
     if config.task == "token_classification":
         return _token_eval_config(config)
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_accuracy_drop}
-        ),
-    )
+    accuracy_threshold = _floor_and_drop(config.min_accuracy, config.max_accuracy_drop)
     f1_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_macro_f1})
     )
@@ -55,14 +70,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         )
     ]
     return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name="predict_examples",
-                preprocessing_function_names=["transform_features"],
-                label_key="label",
-                prediction_key="probabilities",
-            )
-        ],
+        model_specs=[_model_spec("label")],
         slicing_specs=[
             tfma.SlicingSpec(),
             tfma.SlicingSpec(feature_keys=["note_type"]),
@@ -76,24 +84,12 @@ def _token_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Token classification: entity-level F1 (exact span and type) with a floor (min_macro_f1) and a
     bound on the drop against the baseline (max_accuracy_drop), plus entity precision/recall and the
     accuracy of labelled tokens; sliced by note length."""
-    f1_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_macro_f1}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_accuracy_drop}
-        ),
-    )
+    f1_threshold = _floor_and_drop(config.min_macro_f1, config.max_accuracy_drop)
     entity_f1 = tfma.MetricConfig(
         class_name="EntityF1", module="components.eval_metrics", threshold=f1_threshold
     )
     return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name="predict_examples",
-                preprocessing_function_names=["transform_features"],
-                label_key="token_labels",
-                prediction_key="probabilities",
-            )
-        ],
+        model_specs=[_model_spec("token_labels")],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["length_bucket"])],
         metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"), entity_f1])],
     )
