@@ -103,6 +103,21 @@ def _raw_features(raw_spec: dict, texts: tf.Tensor) -> dict:
     return features
 
 
+def lenient_spec(raw_spec: dict) -> dict:
+    """The raw feature spec with a default for every single-valued feature, so that a tf.Example that
+    holds only `text` parses: TF Serving's Classify clients send the note alone, not ingestion's ids
+    and counts. A missing feature then reads as "" or 0, which only the slicing keys look at."""
+    spec = {}
+    for name, feature in raw_spec.items():
+        if isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None:
+            empty = "" if feature.dtype == tf.string else 0
+            feature = tf.io.FixedLenFeature(
+                feature.shape, feature.dtype, default_value=tf.fill(feature.shape, empty).numpy()
+            )
+        spec[name] = feature
+    return spec
+
+
 class ServingModule(tf.Module):
     """The classifier with the Transform graph in front of it, as TF Serving and TFMA call it."""
 
@@ -111,6 +126,7 @@ class ServingModule(tf.Module):
         self.classifier = classifier
         self.tft_layer = tft_output.transform_features_layer()
         self.raw_spec = dict(tft_output.raw_feature_spec())
+        self.example_spec = lenient_spec(self.raw_spec)
         self.label_names = tf.constant(label_names)
 
     def _probabilities(self, transformed: dict) -> tf.Tensor:
@@ -123,7 +139,7 @@ class ServingModule(tf.Module):
         return {"probabilities": probabilities, "label_names": self.label_names}
 
     def _parse(self, serialized):
-        return tf.io.parse_example(serialized, self.raw_spec)
+        return tf.io.parse_example(serialized, self.example_spec)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):

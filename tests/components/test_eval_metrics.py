@@ -54,3 +54,28 @@ def test_combiner_reads_its_own_model_when_a_baseline_is_evaluated_too():
         output = combiner.extract_output(combiner.add_input(combiner.create_accumulator(), element))
         scores[model] = next(v for k, v in output.items() if k.name == "macro_f1")
     assert scores == {"candidate": 1.0, "baseline": 0.0}
+
+
+def test_entity_combiner_scores_exact_spans_and_labelled_tokens_per_model():
+    from components.eval_metrics import EntityF1
+
+    computations = EntityF1().computations(model_names=["candidate", "baseline"])
+    by_model = {c.keys[0].model_name: c.combiner for c in computations}
+    ignore = -100
+    gold = np.array([ignore, 1, 2, 0, 3, ignore])  # B-0 I-0 O B-1
+    one_hot = np.eye(5)
+    right = one_hot[[0, 1, 2, 0, 3, 0]]  # every entity found (the ignored positions do not count)
+    short = one_hot[[0, 1, 0, 0, 3, 0]]  # the first entity cut short: a wrong span
+    element = metric_types.StandardMetricInputs(
+        label={"candidate": gold, "baseline": gold}, prediction={"candidate": right, "baseline": short}
+    )
+    scores = {}
+    for model, combiner in by_model.items():
+        accumulator = combiner.add_input(combiner.create_accumulator(), element)
+        merged = combiner.merge_accumulators([accumulator, combiner.create_accumulator()])
+        scores[model] = {k.name: v for k, v in combiner.extract_output(merged).items()}
+    assert scores["candidate"] == {
+        "entity_f1": 1.0, "entity_precision": 1.0, "entity_recall": 1.0, "token_accuracy": 1.0
+    }  # fmt: skip
+    assert scores["baseline"]["entity_f1"] == pytest.approx(0.5)  # 1 of 2 right each way
+    assert scores["baseline"]["token_accuracy"] == pytest.approx(3 / 4)
