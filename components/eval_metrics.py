@@ -60,6 +60,17 @@ def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return precision, recall, f1, macro
 
 
+def _own_inputs(element: metric_types.StandardMetricInputs, model_name: str):
+    """(label, prediction) of one model: with a baseline, inputs come keyed by model name
+    ("candidate", "baseline")."""
+    label, prediction = element.label, element.prediction
+    if isinstance(label, dict):
+        label = label[model_name]
+    if isinstance(prediction, dict):
+        prediction = prediction[model_name]
+    return label, prediction
+
+
 class _ConfusionCombiner(beam.CombineFn):
     def __init__(self, key: metric_types.MetricKey, num_classes: int):
         self._key = key
@@ -69,12 +80,7 @@ class _ConfusionCombiner(beam.CombineFn):
         return {}
 
     def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
-        label, prediction = element.label, element.prediction
-        # With a baseline, inputs come keyed by model name ("candidate", "baseline").
-        if isinstance(label, dict):
-            label = label[self._key.model_name]
-        if isinstance(prediction, dict):
-            prediction = prediction[self._key.model_name]
+        label, prediction = _own_inputs(element, self._key.model_name)
         label = int(np.asarray(label).reshape(-1)[0])
         if label < 0:  # a note without a configured class is not scored
             return accumulator
@@ -158,11 +164,7 @@ class _EntityCombiner(beam.CombineFn):
     def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
         from components.sentencepiece_tokenizer.token_labels import entity_scores
 
-        label, prediction = element.label, element.prediction
-        if isinstance(label, dict):
-            label = label[self._model_name]
-        if isinstance(prediction, dict):
-            prediction = prediction[self._model_name]
+        label, prediction = _own_inputs(element, self._model_name)
         gold = np.asarray(label).reshape(-1).astype(np.int64)
         predicted = np.argmax(np.asarray(prediction).reshape(len(gold), -1), axis=-1)
         scores = entity_scores([gold], [predicted])
@@ -180,13 +182,13 @@ class _EntityCombiner(beam.CombineFn):
         return [sum(values) for values in zip(*accumulators, strict=True)]
 
     def extract_output(self, accumulator):
+        from components.sentencepiece_tokenizer.token_labels import precision_recall_f1
+
         true_positives, gold, predicted, right, labelled = accumulator
-        precision = true_positives / predicted if predicted else 0.0
-        recall = true_positives / gold if gold else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores = precision_recall_f1(true_positives, gold, predicted)
         return {
-            self._keys[self._name]: f1,
-            self._keys["entity_precision"]: precision,
-            self._keys["entity_recall"]: recall,
+            self._keys[self._name]: scores["f1"],
+            self._keys["entity_precision"]: scores["precision"],
+            self._keys["entity_recall"]: scores["recall"],
             self._keys["token_accuracy"]: right / labelled if labelled else 0.0,
         }

@@ -156,8 +156,10 @@ class ServingModule(tf.Module):
         return self.tft_layer(self._parse(examples))
 
 
-class TokenServingModule(tf.Module):
-    """The token classifier with the Transform graph in front of it; see the module docstring."""
+class TokenServingModule(ServingModule):
+    """The token classifier with the Transform graph in front of it; see the module docstring. Its
+    probabilities are per position, (batch, seq, labels); Classify has no per-token form, so only
+    serve_text, predict_examples and transform_features are exported."""
 
     def __init__(
         self,
@@ -166,59 +168,24 @@ class TokenServingModule(tf.Module):
         label_names: list[str],
         model_proto: bytes,
     ):
-        super().__init__()
-        self.tagger = tagger
-        self.tft_layer = tft_output.transform_features_layer()
-        self.raw_spec = dict(tft_output.raw_feature_spec())
-        self.label_names = tf.constant(label_names)
+        super().__init__(tagger, tft_output, label_names)
         self.tokenizer = make_tokenizer(model_proto)
         self.seq_length = int(tft_output.transformed_feature_spec()["token_ids"].shape[0])
 
-    def _probabilities(self, transformed: dict) -> tf.Tensor:
-        logits = self.tagger({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)  # (batch, seq, labels)
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
-        transformed = self.tft_layer(_raw_features(self.raw_spec, text))
-        probabilities = self._probabilities(transformed)
+        probabilities = self._probabilities(self.tft_layer(_raw_features(self.raw_spec, text)))
         normalized = normalize_in_graph(text)
         _, starts, ends = self.tokenizer.tokenize_with_offsets(normalized)
-        seq_length = self.seq_length  # the pieces sit at packed positions 1..seq-2, as `pack` puts ids
+        # The pieces sit at packed positions 1..seq-2, as `pack` puts their ids.
         return {
             "probabilities": probabilities,
             "label_ids": tf.argmax(probabilities, axis=-1),
-            "piece_starts": pack_labels(tf.cast(starts, tf.int64), seq_length, ignore_label=-1),
-            "piece_ends": pack_labels(tf.cast(ends, tf.int64), seq_length, ignore_label=-1),
+            "piece_starts": pack_labels(tf.cast(starts, tf.int64), self.seq_length, ignore_label=-1),
+            "piece_ends": pack_labels(tf.cast(ends, tf.int64), self.seq_length, ignore_label=-1),
             "normalized_text": normalized,
             "label_names": self.label_names,
         }
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def predict_examples(self, examples):
-        parsed = tf.io.parse_example(examples, self.raw_spec)
-        return {"probabilities": self._probabilities(self.tft_layer(parsed))}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(self, examples):
-        return self.tft_layer(tf.io.parse_example(examples, self.raw_spec))
-
-
-def export_tagger(
-    tagger: keras.Model,
-    tft_output: tft.TFTransformOutput,
-    export_dir: str,
-    names: list[str],
-    model_proto: bytes,
-) -> None:
-    module = TokenServingModule(tagger, tft_output, names, model_proto)
-    signatures = {
-        "serving_default": module.serve_text,
-        "predict_examples": module.predict_examples,
-        "transform_features": module.transform_features,
-    }
-    tf.saved_model.save(module, export_dir, signatures=signatures)
-    write_warmup_requests(export_dir)
 
 
 def write_warmup_requests(export_dir: str) -> None:
@@ -244,17 +211,24 @@ def label_names(custom: dict, tft_output: tft.TFTransformOutput) -> list[str]:
 
 
 def export(
-    classifier: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str, names: list[str]
+    model: keras.Model,
+    tft_output: tft.TFTransformOutput,
+    export_dir: str,
+    names: list[str],
+    model_proto: bytes | None = None,
 ) -> None:
-    module = ServingModule(classifier, tft_output, names)
-    signatures = {
-        "serving_default": module.serve_text,
-        "classify": module.classify,
-        "predict_examples": module.predict_examples,
-        "transform_features": module.transform_features,
-    }
+    """The SavedModel TF Serving and the Evaluator load; a token classifier (given the tokenizer's
+    `model_proto`, for piece offsets) gets no Classify signature."""
+    if model_proto is None:
+        module = ServingModule(model, tft_output, names)
+        signatures = {"serving_default": module.serve_text, "classify": module.classify}
+    else:
+        module = TokenServingModule(model, tft_output, names, model_proto)
+        signatures = {"serving_default": module.serve_text}
+    signatures.update(predict_examples=module.predict_examples, transform_features=module.transform_features)
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    mark_classify_signature(export_dir, "classify")
+    if "classify" in signatures:
+        mark_classify_signature(export_dir, "classify")
     write_warmup_requests(export_dir)
 
 
@@ -316,7 +290,5 @@ def run_fn(fn_args) -> None:
     results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
     logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
     export_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
-    if tokens:
-        export_tagger(classifier, tft_output, export_dir, names, read_model_proto(custom["tokenizer_dir"]))
-    else:
-        export(classifier, tft_output, export_dir, names)
+    model_proto = read_model_proto(custom["tokenizer_dir"]) if tokens else None
+    export(classifier, tft_output, export_dir, names, model_proto)

@@ -100,13 +100,7 @@ def token_label_features(
     tokenizer = make_tokenizer(model_proto)
     # Ingestion wrote normalized text, on which normalize_in_graph changes nothing: the offsets hold.
     _, starts, ends = tokenizer.tokenize_with_offsets(normalize_in_graph(texts))
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(entity_types)), tf.range(len(entity_types), dtype=tf.int64)
-        ),
-        default_value=-1,
-    )
-    kinds = tf.ragged.map_flat_values(table.lookup, spans["span_types"])
+    kinds = tf.ragged.map_flat_values(_index_table(entity_types).lookup, spans["span_types"])
     known = kinds >= 0
     kept = {
         name: tf.ragged.boolean_mask(tf.cast(spans[name], tf.int64), known)
@@ -170,19 +164,21 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     return outputs
 
 
+def _index_table(names: list[str]) -> tf.lookup.StaticHashTable:
+    """name -> its position in `names` (int64), -1 for any other string."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(names)), tf.range(len(names), dtype=tf.int64)),
+        default_value=-1,
+    )
+
+
 def _note_label(labels: tf.SparseTensor, label_names: list[str]) -> tf.Tensor:
     """The classification target: the note's first label (notes listed under several specialties
     carry them all, sorted; see the ingestion's dedupe), as its index in the configured label names,
     or else in a vocabulary computed over the training split; -1 for none or another."""
     first_label = _dense_strings(tf.sparse.slice(labels, [0, 0], [tf.int64.max, 1]))
     if label_names:
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(label_names), tf.range(len(label_names), dtype=tf.int64)
-            ),
-            default_value=-1,
-        )
-        return table.lookup(first_label)
+        return _index_table(label_names).lookup(first_label)
     return tft.compute_and_apply_vocabulary(
         first_label, vocab_filename=LABEL_VOCABULARY, default_value=-1, frequency_threshold=1
     )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from components.sentencepiece_tokenizer.tokenize_graph import constant_column
+
 OUTSIDE = 0
 
 
@@ -82,17 +84,20 @@ def entity_scores(gold: list, predicted: list) -> dict[str, float]:
         true_positives += len(gold_spans & predicted_spans)
         gold_count += len(gold_spans)
         predicted_count += len(predicted_spans)
-    precision = true_positives / predicted_count if predicted_count else 0.0
-    recall = true_positives / gold_count if gold_count else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        **precision_recall_f1(true_positives, gold_count, predicted_count),
         "true_positives": true_positives,
         "gold": gold_count,
         "predicted": predicted_count,
     }
+
+
+def precision_recall_f1(true_positives: float, gold: float, predicted: float) -> dict[str, float]:
+    """Precision, recall and F1 from counts; 0 where a ratio is undefined."""
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 def pack_labels(piece_labels: tf.RaggedTensor, seq_length: int, ignore_label: int = -100) -> tf.Tensor:
@@ -103,8 +108,6 @@ def pack_labels(piece_labels: tf.RaggedTensor, seq_length: int, ignore_label: in
     """
     budget = seq_length - 2
     kept = piece_labels[:, :budget]
-    rows = kept.nrows()
-    column = tf.fill(tf.stack([rows, 1]), tf.constant(ignore_label, tf.int64))
-    edge = tf.RaggedTensor.from_tensor(column, row_splits_dtype=kept.row_splits.dtype)
+    edge = constant_column(ignore_label, kept.nrows(), kept, dtype=tf.int64)
     packed = tf.concat([edge, tf.cast(kept, tf.int64), edge], axis=1)
     return packed.to_tensor(default_value=ignore_label, shape=[None, seq_length])

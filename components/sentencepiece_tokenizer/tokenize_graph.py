@@ -64,10 +64,12 @@ def _keep_first(segment: tf.RaggedTensor, counts: tf.Tensor) -> tf.RaggedTensor:
     return indices.with_values(tf.gather(segment.values, indices.values))
 
 
-def _column(value: int, rows: tf.Tensor, like: tf.RaggedTensor) -> tf.RaggedTensor:
+def constant_column(
+    value: int, rows: tf.Tensor, like: tf.RaggedTensor, dtype: tf.DType = tf.int32
+) -> tf.RaggedTensor:
     """A `[rows, 1]` ragged column of `value`, with `like`'s row-split dtype."""
     return tf.RaggedTensor.from_tensor(
-        tf.fill(tf.stack([rows, 1]), tf.constant(value, tf.int32)), row_splits_dtype=like.row_splits.dtype
+        tf.fill(tf.stack([rows, 1]), tf.constant(value, dtype)), row_splits_dtype=like.row_splits.dtype
     )
 
 
@@ -114,12 +116,12 @@ def pack(
         kept = [_keep_first(s, n) for s, n in zip(segments, counts, strict=True)]
 
     rows = kept[0].nrows()
-    token_parts = [_column(cls_id, rows, kept[0])]
-    segment_parts = [_column(0, rows, kept[0])]
+    token_parts = [constant_column(cls_id, rows, kept[0])]
+    segment_parts = [constant_column(0, rows, kept[0])]
     for segment_id, ids in enumerate(kept):
-        token_parts += [ids, _column(sep_id, rows, ids)]
+        token_parts += [ids, constant_column(sep_id, rows, ids)]
         same_segment = ids.with_values(tf.fill(tf.shape(ids.values), segment_id))
-        segment_parts += [same_segment, _column(segment_id, rows, ids)]
+        segment_parts += [same_segment, constant_column(segment_id, rows, ids)]
     token_ids = tf.concat(token_parts, axis=1)
     segment_ids = tf.concat(segment_parts, axis=1)
     # (batch, seq_length)
