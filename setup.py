@@ -31,7 +31,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["albert_keras*", "components*", "pipeline*", "serving*"]),
     py_modules=["pipeline_runner"],
-    package_data={"serving": ["*.txt"]},
+    package_data={"serving": ["*.txt"], "components": ["clinical_text/lexicons/*.txt"]},
     install_requires=MODEL + PIPELINE,
     extras_require={
         "kubeflow": ["kfp>=2.5,<2.6"],

@@ -98,7 +98,7 @@ class TextSteps:
         if "[**" in text:
             text, replaced = normalize.replace_mimic_placeholders(text)
             counts.update(replaced)
-        scrubbed = self._scrubber.scrub(text)
+        scrubbed = self._scrubber.scrub(text, patient=record.group_id)
         counts.update(scrubbed.counts)
         text, spans = scrubbed.text, None
         if record.spans is not None:

@@ -39,10 +39,15 @@ import bisect
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from components.clinical_text import phi_tokens
+from components.clinical_text import lexicon, phi_tokens
+from components.clinical_text.name_finder import NameFinder, tokens
+from components.clinical_text.place_finder import PlaceFinder
+from components.clinical_text.surrogates import Surrogates
+
+SURROGATE_MODES = ("placeholder", "realistic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,21 @@ class ScrubberConfig:
     ages_over_89: bool = True
     #: Capitalised names after a title such as "Dr." or "Mrs.".
     titled_names: bool = True
+    #: Names without a title, in any case, from context and census name lists (see `name_finder`).
+    untitled_names: bool = True
+    #: Streets, cities and towns, zip codes, hospitals and other facilities (see `place_finder`).
+    locations: bool = True
+    #: Date elements without a year, as Safe Harbor requires: `9/14`, `the 3rd`, month names, holidays.
+    month_day_dates: bool = True
+    #: Also years alone (`in 2010`, `'99`). Safe Harbor lets years stay, so off by default.
+    years: bool = False
+    #: "placeholder": typed tokens (`[NAME]`). "realistic": invented values of the same kind, the same
+    #: for the same value within a patient, dates shifted by one offset per patient (see `surrogates`).
+    surrogates: str = "placeholder"
+    #: Secret mixed into surrogate choices and date offsets, so they cannot be recomputed without it.
+    surrogate_key: str = ""
+    #: Largest date shift, in days, either way.
+    max_date_shift_days: int = 365
     #: A bare number (no cue) with at least this many digits is taken for a record number. Lower values
     #: catch short ids and start to take lab values and counts.
     mrn_min_digits: int = 6
@@ -84,6 +104,13 @@ class ScrubberConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 3:
                 errors.append(f"{name} must be an integer >= 3, got {value!r}")
+        if self.surrogates not in SURROGATE_MODES:
+            errors.append(f"surrogates must be one of {SURROGATE_MODES}, got {self.surrogates!r}")
+        if not isinstance(self.surrogate_key, str):
+            errors.append("surrogate_key must be a string")
+        shift = self.max_date_shift_days
+        if isinstance(shift, bool) or not isinstance(shift, int) or shift < 1:
+            errors.append(f"max_date_shift_days must be an integer >= 1, got {shift!r}")
         patterns = self.extra_patterns
         if isinstance(patterns, (list, tuple)):
             # JSON gives lists; store tuples so the config stays hashable and compares equal.
@@ -226,12 +253,100 @@ _DATE_RULES = (
     rf"\b{_MONTH_NAME}(?:,?[ ]|-|[ ]of[ ]){_YEAR}\b",
 )
 
+# Dates without a year. A numeric month/day pair is the shape of a fraction, a score or a ratio too, so
+# `_month_day_ok` looks at its neighbours.
+_DATE_CUE = (
+    r"(?i:on|since|from|until|till|thru|through|by|before|after|dated|starting|start|effective|last|"
+    r"next|admitted|admission|discharged|discharge|seen|done|drawn|due|as[ ]of|mon|tue|tues|wed|thu|"
+    r"thur|thurs|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday|am|pm|date|dos|"
+    r"doa|dob|today|yesterday|tomorrow)"
+)
+_DATE_CUE_BEFORE = re.compile(rf"\b{_DATE_CUE}[ :]*$")
+_NOT_A_DATE_BEFORE = re.compile(
+    r"(?i:\b(?:bp|blood[ ]pressure|strength|str|motor|murmur|grade|gr|vision|va|apgars?|ratio|score|"
+    r"scale|mae|ie|i:e|x|rr|peep|ps|cpap|bipap|vent|rate|pressure|abp|nbp|cvp|pap|sbp|dbp|gcs|pain|"
+    r"tabs?|take|of)[ :]*)$"
+)
+_NOT_A_DATE_AFTER = re.compile(
+    r"(?i:[ ]?(?:strength|murmur|pulses?|tabs?|tablets?|caps?|of|ns|normal|scale|systolic|diastolic|"
+    r"sem|hsm|dose|doses|strength|in[ ]\d|x|rr|bpm|pain|%|cc|ml|mg|grade|times|hrs|hours|days)\b)"
+)
+_FRACTIONS = frozenset(("1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "1/5", "2/5", "1/6", "1/10"))
+
+
+def _month_day_ok(text: str, start: int, end: int) -> bool:
+    value = text[start:end]
+    before = text[max(0, start - 24) : start]
+    if _DATE_CUE_BEFORE.search(before):
+        return True
+    month, day = value.split("/")
+    if value in _FRACTIONS or month == day or _NOT_A_DATE_BEFORE.search(before):
+        return False
+    return _NOT_A_DATE_AFTER.match(text, end) is None
+
+
+# "the 3rd time", "the 4th ventricle", "the 2nd day": an ordinal before a noun counts, not a date.
+_ORDINAL_NOUN_AFTER = re.compile(
+    r"""[ -]+(?i:times?|degree|ventricle|finger|toe|rib|ribs|nerve|cranial|day|days|week|weeks|month|year|
+    grade|trimester|percentile|centile|intercostal|ics|dose|doses|cycle|attempt|try|floor|generation|
+    edition|line|pod|hd|decade|space|digit|metacarpal|metatarsal|lumbar|sacral|cervical|thoracic|
+    toe|unit|round|bag|liter|litre|unit|set|one|set|stage|branch|arch|layer|order|person|pregnancy|
+    child|sibling|opinion|shift|look|episode|lumbrical|heart|sound|component|visit)\b""",
+    re.VERBOSE,
+)
+
+
+def _ordinal_day_ok(text: str, start: int, end: int) -> bool:
+    return _ORDINAL_NOUN_AFTER.match(text, end) is None
+
+
+_HOLIDAYS = (
+    r"christmas(?:[ ](?:eve|day))?|x-?mas|thanksgiving(?:[ ]day)?|easter(?:[ ]sunday)?|"
+    r"new[ ]year['’]?s(?:[ ](?:day|eve))?|halloween|hanukk?ah|chanukah|passover|memorial[ ]day|"
+    r"labor[ ]day|independence[ ]day|(?:fourth|4th)[ ]of[ ]july|july[ ](?:4th|fourth)|"
+    r"valentine['’]?s(?:[ ]day)?|mother['’]?s[ ]day|father['’]?s[ ]day|veteran['’]?s['’]?[ ]day|"
+    r"president['’]?s['’]?[ ]day|columbus[ ]day|mlk[ ]day|martin[ ]luther[ ]king[ ](?:jr\.?[ ])?day|"
+    r"yom[ ]kippur|rosh[ ]hashanah?|ramadan|kwanzaa|good[ ]friday|st\.?[ ]patrick['’]?s[ ]day|"
+    r"super[ ]bowl[ ]sunday|boxing[ ]day"
+)
+_MONTH_DAY_RULES: tuple[tuple[str, Callable[[str, int, int], bool] | None], ...] = (
+    # 9/14, 09/14, and both ends of 9/14-9/20.
+    (rf"(?<![\w/.,+]){_MONTH_NUMBER}/{_DAY}(?![\w/]|[.,]\d|:\d|{_DOSE_UNIT})", _month_day_ok),
+    # the 3rd, on the 21st (not "the 3rd time", "the 4th ventricle").
+    (rf"(?i:\bthe[ ])(?P<phi>{_DAY}(?:st|nd|rd|th))\b", _ordinal_day_ok),
+    # Month names alone; "May" and abbreviations only after a cue ("in May", "early Dec").
+    (r"\b(?:January|February|March|April|June|July|August|September|October|November|December|"
+     r"JANUARY|FEBRUARY|MARCH|APRIL|JUNE|JULY|AUGUST|SEPTEMBER|OCTOBER|NOVEMBER|DECEMBER)\b", None),
+    (r"(?i:\b(?:in|on|over|around|since|of|until|till|early|late|mid|last|next|this|during|by|from|"
+     r"through|thru|before|after)[ -])"
+     r"(?P<phi>May|MAY|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?)(?![\w-])",
+     None),
+    (rf"(?i:\b(?:{_HOLIDAYS}))(?![\w])", None),
+)  # fmt: skip
+_YEAR_RULES = (
+    rf"(?<![\w/.,+:$-]){_YEAR}(?![\w/]|[.,]\d|:\d|{_UNIT})",
+    r"(?<![\w'’])['’](?:[0-9]\d)(?![\w'’])",
+)
+
 _EXTENSION = r"(?:[ ]?,?[ ]?(?i:x|ext\.?|extension)[ ]?\d{1,6})"
+# A phone number may follow a word and a dash ("home-617-555-0123"), and its parts may be split by a
+# dash and a space or by a slash ("617/555- 0123").
+_PHONE_START = r"(?:(?<![\w/.,+-])|(?<=[A-Za-z ]-))"
+_PHONE_SEPARATOR = r"(?:[ .-]|-[ ]|/)"
 _PHONE_RULES = (
     # (617) 555-0123, 617-555-0123, 617.555.0123, 617 555 0123, 617 5550123, +1 617 555 0123,
-    # 1-617-555-0123 x12.
+    # 1-617-555-0123 x12, 617/555-0123.
     (
-        rf"{_START}(?:\+?1[ .-]?)?(?:\(\d{{3}}\)[ ]?|\d{{3}}[ .-])\d{{3}}[ .-]?\d{{4}}{_EXTENSION}?{_END}",
+        rf"""{_PHONE_START}(?:\+?1[ .-]?)?(?:\(\d{{3}}\)[ ]?|\d{{3}}{_PHONE_SEPARATOR})\d{{3}}
+        (?:[ .-]|-[ ])?\d{{4}}{_EXTENSION}?{_END}""",
+        None,
+    ),
+    # A local number without area code: 555-0123, 555- 0123 (not a range: no unit may follow).
+    (rf"{_PHONE_START}\d{{3}}-[ ]?\d{{4}}(?!{_UNIT}){_END}", None),
+    # A pager or extension of 3 to 5 digits after its cue: "pager 4-1234", "beeper #321", "ext 45678".
+    (
+        rf"""(?i:\b(?:pager|pgr|beeper|beep|bpr|paged(?:[ ]at)?|ext\.?|extension)[ ]?(?:no\.?|number)?
+        [ ]?[:\#]?[ ]?)(?P<phi>\d{{3,5}}|\d-\d{{4}})(?![\w/]|[.,]\d|{_UNIT})""",
         None,
     ),
     # +44 20 7946 0958: a plus sign, then 8 to 15 digits in groups.
@@ -283,6 +398,9 @@ _AGE_RULES = (
         |[ -]?(?:yo|y/o|y\.o\.?|yoa)(?![a-z]))""",
     # age 95, aged 101, Age: 93, at the age of 90.
     rf"(?i:\b(?:age|aged|age[ ]of)[ ]?[:=]?[ ]?)(?P<phi>{_AGE_OVER_89})(?!{_DOSE_UNIT}){_END}",
+    # in her 90s, in his late nineties.
+    r"(?i:\bin[ ](?:his|her|their|the)[ ](?:early[ ]|mid[ -]?|late[ ])?)"
+    r"(?P<phi>(?:9\d|1[01]\d)['’]?s|nineties)\b",
 )
 
 # Upper-case "MR" and "MS" are left out: in notes they are mitral regurgitation and multiple sclerosis.
@@ -331,16 +449,74 @@ def _rules(config: ScrubberConfig) -> list[_Rule]:
         rules += [_rule("age", phi_tokens.AGE, pattern) for pattern in _AGE_RULES]
     if config.titled_names:
         rules.append(_rule("name", phi_tokens.NAME, _NAME_RULE))
+    if config.month_day_dates:
+        rules += [
+            _rule("date", phi_tokens.DATE, pattern, accept=check) for pattern, check in _MONTH_DAY_RULES
+        ]
+    if config.years:
+        rules += [_rule("date", phi_tokens.DATE, pattern) for pattern in _YEAR_RULES]
     rules += [_Rule("extra", token, re.compile(pattern)) for pattern, token in config.extra_patterns]
     return rules
 
 
-class Scrubber:
-    """Finds identifiers with the rules `config` switches on and replaces them with typed tokens."""
+#: Typed token of each kind a finder or a tagger may report.
+KIND_TOKENS = {
+    "date": phi_tokens.DATE,
+    "phone": phi_tokens.PHONE,
+    "email": phi_tokens.EMAIL,
+    "url": phi_tokens.URL,
+    "mrn": phi_tokens.ID,
+    "ssn": phi_tokens.ID,
+    "id": phi_tokens.ID,
+    "age": phi_tokens.AGE,
+    "name": phi_tokens.NAME,
+    "location": phi_tokens.LOCATION,
+    "hospital": phi_tokens.HOSPITAL,
+    "contact": phi_tokens.CONTACT,
+}
 
-    def __init__(self, config: ScrubberConfig | None = None) -> None:
+
+class PhiTagger(Protocol):
+    """A learned tagger run beside the rules: yields (start, end, kind) spans of `text`, kind being one
+    of `KIND_TOKENS` (anything else becomes `[PHI]`). See `phi_tagger.TokenTagger`."""
+
+    def tag(self, text: str) -> Iterable[tuple[int, int, str]]: ...
+
+
+class Scrubber:
+    """Finds identifiers with the rules `config` switches on, and with any `taggers` given (the union of
+    all findings), and replaces them with typed tokens or surrogates."""
+
+    def __init__(self, config: ScrubberConfig | None = None, taggers: Sequence[PhiTagger] = ()) -> None:
         self.config = config if config is not None else ScrubberConfig()
         self._rules = _rules(self.config)
+        self._taggers = tuple(taggers)
+        needs_lexicon = self.config.untitled_names or self.config.locations
+        words = lexicon.load() if needs_lexicon else None
+        self._names = NameFinder(words) if words and self.config.untitled_names else None
+        self._places = PlaceFinder(words) if words and self.config.locations else None
+
+    def _candidates(self, text: str) -> Iterator[Finding]:
+        for rule in self._rules:
+            group = "phi" if "phi" in rule.pattern.groupindex else 0
+            for match in rule.pattern.finditer(text):
+                start, end = match.span(group)
+                while end > start and text[end - 1] in rule.strip:
+                    end -= 1
+                if end > start and (rule.accept is None or rule.accept(text, start, end)):
+                    yield Finding(start, end, rule.kind, rule.token)
+        words = tokens(text) if self._names or self._places else []
+        if self._names:
+            for start, end in self._names.find(text, words):
+                yield Finding(start, end, "name", phi_tokens.NAME)
+        if self._places:
+            for start, end, kind in self._places.find(text, words):
+                yield Finding(start, end, kind, KIND_TOKENS[kind])
+        for tagger in self._taggers:
+            for start, end, kind in tagger.tag(text):
+                if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+                    raise ValueError(f"tagger {type(tagger).__name__} gave an invalid span {start}-{end}")
+                yield Finding(start, end, kind, KIND_TOKENS.get(kind, phi_tokens.OTHER))
 
     def find(self, text: str) -> list[Finding]:
         """Identifiers in `text`, sorted and non-overlapping.
@@ -349,22 +525,15 @@ class Scrubber:
         merge into one finding spanning them all (so no part of either survives), which takes the kind
         of the longest.
         """
-        tokens = [match.span() for match in _TYPED_TOKEN.finditer(text)]
-        token_ends = [end for _, end in tokens]
+        tokens_in_text = [match.span() for match in _TYPED_TOKEN.finditer(text)]
+        token_ends = [end for _, end in tokens_in_text]
         candidates = []
-        for rule in self._rules:
-            group = "phi" if "phi" in rule.pattern.groupindex else 0
-            for match in rule.pattern.finditer(text):
-                start, end = match.span(group)
-                while end > start and text[end - 1] in rule.strip:
-                    end -= 1
-                if end <= start or (rule.accept is not None and not rule.accept(text, start, end)):
-                    continue
-                # Tokens are sorted and disjoint: only the first one ending after `start` can overlap.
-                index = bisect.bisect_right(token_ends, start)
-                if index < len(tokens) and tokens[index][0] < end:
-                    continue
-                candidates.append(Finding(start, end, rule.kind, rule.token))
+        for candidate in self._candidates(text):
+            # Tokens are sorted and disjoint: only the first one ending after `start` can overlap.
+            index = bisect.bisect_right(token_ends, candidate.start)
+            if index < len(tokens_in_text) and tokens_in_text[index][0] < candidate.end:
+                continue
+            candidates.append(candidate)
         candidates.sort(key=lambda finding: (finding.start, finding.start - finding.end))
         merged: list[Finding] = []
         for candidate in candidates:
@@ -376,13 +545,19 @@ class Scrubber:
                 merged.append(candidate)
         return merged
 
-    def scrub(self, text: str) -> ScrubResult:
-        """`text` with every finding replaced by its typed token."""
+    def scrub(self, text: str, patient: str = "") -> ScrubResult:
+        """`text` with every finding replaced by its typed token, or by a surrogate when the config asks
+        for them; `patient` (a group id) keeps surrogates consistent across one patient's notes."""
         findings = self.find(text)
+        surrogate = None
+        if self.config.surrogates == "realistic":
+            surrogate = Surrogates(self.config.surrogate_key, patient, self.config.max_date_shift_days)
         pieces = []
         position = 0
         for finding in findings:
-            pieces += [text[position : finding.start], finding.token]
+            original = text[finding.start : finding.end]
+            replacement = surrogate.replace(original, finding.kind) if surrogate else finding.token
+            pieces += [text[position : finding.start], replacement]
             position = finding.end
         pieces.append(text[position:])
         counts = Counter(finding.token for finding in findings)

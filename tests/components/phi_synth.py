@@ -5,6 +5,13 @@ identifiers in the formats real notes use, and records where each one is (the go
 with clinical numbers that must survive scrubbing (the distractors). `score` turns a scrubber's
 findings into span-level recall and precision. Every identifier is invented: 555-01xx telephone
 numbers, example.org/.com/.net addresses, never-issued SSNs, made-up names and record numbers.
+
+The shapes follow what real notes hold and a rule set misses, written here by hand rather than taken
+from the scrubber's rules or word lists: names without a title or in lower case (clinicians, patients,
+relatives), lower-case titles, month/day dates without a year, ordinal days, month and holiday words,
+street addresses, towns and zip codes, hospitals and care facilities, and telephone numbers after a
+dash, split by a dash and a space or a slash, and short pager or extension numbers. Clinical words
+that are also names or places ("Foley", "Parkinson's", "Will", "Hope") are distractors.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 #: Kinds of planted identifiers.
-PHI_KINDS = ("date", "phone", "email", "url", "mrn", "ssn", "age", "name")
+PHI_KINDS = ("date", "phone", "email", "url", "mrn", "ssn", "age", "name", "location", "hospital")
 
 
 class Span(NamedTuple):
@@ -167,6 +174,99 @@ def _doctor(rng: random.Random) -> Value:
     return title, rng.choice(forms), ""
 
 
+# Given names and surnames typed here from everyday use, not from the scrubber's lists; some are also
+# words ("Hope", "Rose", "Bell") and some are rare or invented ("Quillfeather").
+_GIVEN = ("Mary", "Kathy", "James", "Linda", "Robert", "Susan", "Michael", "Donna", "Thomas", "Karen",
+          "Joseph", "Nancy", "Brian", "Deborah", "Kevin", "Sharon", "Gary", "Cynthia", "Eric", "Angela",
+          "Rose", "Hope", "Jim", "Peggy", "Theresa", "Dmitri", "Aisha", "Priya", "Tamsin",
+          "Marlo")  # fmt: skip
+_FAMILY = ("Sullivan", "Kowalski", "Nguyen", "Patel", "Garcia", "O'Brien", "Fitzgerald", "Delgado",
+           "Hernandez", "Petrov", "Andersen", "Whitaker", "Lindqvist", "Brannagh", "Quillfeather",
+           "Okonkwo", "McCarthy", "Rosenberg", "Bell", "Walsh", "Goldstein", "Ramirez")  # fmt: skip
+_TOWNS = ("Framingham", "Worcester", "Quincy", "Springfield", "Lowell", "Brockton", "Peabody", "Nashua",
+          "Dedham", "Methuen", "Fall River", "New Bedford", "Marlborough", "Chicopee",
+          "Haverhill")  # fmt: skip
+_STREETS = ("Elm", "Maple", "Washington", "Pleasant", "Highland", "Chestnut", "Prospect", "Summer",
+            "Oak Hill", "Centre")  # fmt: skip
+_STREET_TYPES = ("St", "St.", "Street", "Ave", "Avenue", "Rd", "Road", "Drive", "Lane", "Terrace")
+_FACILITY_NAMES = ("Mercy", "Lakeside", "Riverside", "North Shore", "Saint Anne's", "Good Samaritan",
+                   "Fairview", "Holy Family", "Baystate", "Cape Cod", "Brookline", "Milford")  # fmt: skip
+_FACILITY_TYPES = ("Hospital", "Medical Center", "General Hospital", "Rehab", "Nursing Home", "Hospice",
+                   "Rehabilitation Center")  # fmt: skip
+_HOLIDAYS = ("Christmas", "Thanksgiving", "Easter", "New Year's", "Labor Day", "Memorial Day",
+             "Halloween")  # fmt: skip
+
+
+def _any_case(rng: random.Random, value: str) -> str:
+    return rng.choices((value, value.lower(), value.upper()), weights=(6, 3, 1))[0]
+
+
+def _clinician(rng: random.Random) -> Value:
+    first, last = rng.choice(_GIVEN), rng.choice(_FAMILY)
+    title = rng.choice(("dr ", "dr. ", "Dr ", "DR. ", "", "", "", ""))
+    name = rng.choice((last, f"{first} {last}", f"{first[0]}. {last}")) if title else f"{first} {last}"
+    return title, _any_case(rng, name) if title else name, ""
+
+
+def _signature(rng: random.Random) -> Value:
+    credential = rng.choice((", RN", " RN", ", MD", " NP", ", PA-C", " MD"))
+    return "", f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}", credential
+
+
+def _relative(rng: random.Random) -> Value:
+    relation = rng.choice(("wife ", "husband ", "son ", "daughter ", "HCP ", "sister ", "niece ", "friend "))
+    name = rng.choice((rng.choice(_GIVEN), f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"))
+    return _any_case(rng, relation), _any_case(rng, name) if rng.random() < 0.3 else name, ""
+
+
+def _patient(rng: random.Random) -> Value:
+    title = rng.choice(("", "Mr. ", "Ms. ", "mrs "))
+    name = rng.choice(_FAMILY) if title else f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"
+    return title, name.lower() if title == "mrs " else name, ""
+
+
+def _short_date(rng: random.Random) -> Value:
+    month, day = rng.randint(1, 12), rng.randint(1, 28)
+    suffix = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd"}.get(day, "th")
+    before, value = rng.choice((
+        ("", f"{month}/{day}"), ("", f"{month:02d}/{day:02d}"), ("the ", f"{day}{suffix}"),
+        ("", _MONTHS[month - 1]), ("", rng.choice(_HOLIDAYS)), ("", f"{month}/{day}"),
+        ("the ", "Fourth of July"),
+    ))  # fmt: skip
+    return before, value, ""
+
+
+def _street(rng: random.Random) -> Value:
+    number = rng.choice((str(rng.randint(1, 999)), str(rng.randint(1000, 99999))))
+    street = f"{number} {rng.choice(_STREETS)} {rng.choice(_STREET_TYPES)}"
+    return "", street + rng.choice(("", "", ", Apt 4", " #12")), ""
+
+
+def _town(rng: random.Random) -> Value:
+    return "", rng.choice(_TOWNS), ""
+
+
+def _zip(rng: random.Random) -> Value:
+    # 01xxx-02xxx: Massachusetts zip codes, written after the state as addresses have them.
+    return "MA ", f"0{rng.randint(1000, 2799)}", ""
+
+
+def _facility(rng: random.Random) -> Value:
+    if rng.random() < 0.2:
+        return "", f"St. {rng.choice(('Elizabeth', 'Vincent', 'Luke', 'Margaret'))}'s", ""
+    return "", f"{rng.choice(_FACILITY_NAMES)} {rng.choice(_FACILITY_TYPES)}", ""
+
+
+def _phone_variant(rng: random.Random) -> Value:
+    area, line = rng.choice(_AREA_CODES), f"01{_digits(rng, 2)}"
+    before, value = rng.choice((
+        ("home-", f"{area}-555-{line}"), ("cell -", f"{area}-555-{line}"), ("", f"{area}-555- {line}"),
+        ("", f"{area}/555-{line}"), ("", f"555-{line}"), ("pager ", f"{rng.randint(1, 9)}-{_digits(rng, 4)}"),
+        ("ext ", _digits(rng, rng.choice((3, 4, 5)))), ("beeper #", _digits(rng, 3)), ("", f"555- {line}"),
+    ))  # fmt: skip
+    return before, value, ""
+
+
 def _pick(*values: str) -> Callable[[random.Random], Value]:
     return lambda rng: ("", rng.choice(values), "")
 
@@ -196,6 +296,50 @@ _SLOTS: dict[str, tuple[str, Callable[[random.Random], Value]]] = {
     "age_adj": ("age", _age_adjective),
     "age_cue": ("age", _age_cued),
     "doctor": ("name", _doctor),
+    "clinician": ("name", _clinician),
+    "signature": ("name", _signature),
+    "relative": ("name", _relative),
+    "patient": ("name", _patient),
+    "short_date": ("date", _short_date),
+    "street": ("location", _street),
+    "town": ("location", _town),
+    "zip": ("location", _zip),
+    "facility": ("hospital", _facility),
+    "phone_variant": ("phone", _phone_variant),
+    "eponym": (
+        "clinical word",
+        _pick(
+            "Foley catheter",
+            "Parkinson's disease",
+            "Bell's palsy",
+            "Graves' disease",
+            "Swan-Ganz catheter",
+            "Jackson-Pratt drain",
+            "Homans' sign",
+            "Crohn's disease",
+            "Wilson disease",
+        ),
+    ),
+    "word": (
+        "clinical word",
+        _pick(
+            "Will",
+            "Hope",
+            "May",
+            "Rose",
+            "Mobile",
+            "Normal",
+            "Florida",
+            "Cardiology Clinic",
+            "the 3rd time",
+            "the 4th ventricle",
+            "2/3 of",
+            "5/5 strength",
+            "1/2 tab",
+            "Walker",
+            "Grant",
+        ),
+    ),
     "dose": ("dose", _pick(*_DOSES)),
     "bp": ("bp", _pick("120/80", "135/85", "98/60", "142/91", "110/70")),
     "lab": ("lab", _pick(*_LABS)),
@@ -251,6 +395,22 @@ _TEMPLATES = (
     "Potassium repleted with {dose}; repeat {lab} at {time}.",
     "Strength {score} in all extremities; a {score} systolic murmur; {score} pulses.",
     "History notable for {score}; staged as {score} in {year}.",
+)
+_TEMPLATES += (
+    "Seen by {clinician} this morning; plan discussed with {clinician}.",
+    "{relative} called at {time} and was updated by {signature}.",
+    "{patient} was resting comfortably; {relative} at bedside.",
+    "Note written by {signature}.",
+    "Spoke with {clinician} re: the {eponym}; {word} continue to monitor.",
+    "Pt returned from CT on {short_date}; next dose due {short_date}.",
+    "Family plans to visit over {short_date}; last BM {short_date}.",
+    "Pt lives at {street}, {town}, {zip}, with {relative}.",
+    "Lives alone in {town}; daughter lives in {town}.",
+    "Transferred from {facility} on {short_date} for further care.",
+    "Plan d/c to {facility} when bed available; {word} be reassessed.",
+    "Contact {relative} {phone_variant} or {phone_variant}.",
+    "Call {phone_variant} with results; {eponym} placed.",
+    "History of {eponym}; {word} was noted.",
 )
 _FILLER = (
     "No acute distress.",
