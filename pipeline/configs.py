@@ -25,6 +25,23 @@ MTSAMPLES_SPECIALTIES = (
 )  # fmt: skip
 
 TASKS = ("note_classification", "token_classification")
+CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir")
+#: Each format's reader settings when `reader_config` is empty (components/clinical_example_gen/readers.py):
+#: the CSV defaults are MTSamples' columns, the bundled sample's; the other readers have defaults of
+#: their own (MIMIC's NOTEEVENTS columns, JSON keys "id"/"text", FHIR's DocumentReference.type labels).
+READER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "csv": {
+        "id_column": "sample_id",
+        "text_column": "transcription",
+        "label_column": "medical_specialty",
+        "group_column": "sample_id",
+    },
+    "mimic": {},
+    "text_dir": {},
+    "jsonl": {},
+    "fhir": {},
+}
+VOCAB_SIZE_FITS = ("error", "lower")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_CORPUS = os.path.join(REPO, "data", "sample")
 
@@ -39,16 +56,10 @@ class PipelineConfig:
     # -- corpus (the clinical ExampleGen) ---------------------------------------------------------
     corpus_path: str = os.path.join(SAMPLE_CORPUS, "mtsamples_sample.csv")
     corpus_format: str = "csv"  # csv, mimic, text_dir, jsonl, fhir
-    # Reader settings for the format (components/clinical_example_gen/readers.py): for CSV, which
-    # columns hold the id, the text, the label and the group that splits must not divide.
-    reader_config: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {
-            "id_column": "sample_id",
-            "text_column": "transcription",
-            "label_column": "medical_specialty",
-            "group_column": "sample_id",
-        }
-    )
+    # Reader settings for the format (components/clinical_example_gen/readers.py), e.g. for CSV which
+    # columns hold the id, the text, the label and the group that splits must not divide. Empty: the
+    # format's own defaults (READER_DEFAULTS), so changing the format changes them; see reader_settings.
+    reader_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Split name -> relative weight; groups (patients, samples) never straddle splits.
     splits: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 8, "eval": 1, "test": 1})
     max_note_bytes: int = 1_000_000
@@ -65,6 +76,9 @@ class PipelineConfig:
     # -- tokenizer ---------------------------------------------------------------------------------
     vocab_size: int = 30000
     max_tokenizer_sentences: int = 1_000_000
+    # When the corpus cannot support vocab_size: "error" stops with the largest size that works;
+    # "lower" trains that size instead, with a warning (the tiny run, which must work on any corpus).
+    vocab_size_fit: str = "error"
 
     # -- model ----------------------------------------------------------------------------------
     preset: str = "base-v2"
@@ -107,10 +121,13 @@ class PipelineConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        formats = ("csv", "mimic", "text_dir", "jsonl", "fhir")
         problems = []
-        if self.corpus_format not in formats:
-            problems.append(f"corpus_format must be one of {formats}, received {self.corpus_format!r}")
+        if self.corpus_format not in CORPUS_FORMATS:
+            problems.append(f"corpus_format must be one of {CORPUS_FORMATS}, received {self.corpus_format!r}")
+        if self.vocab_size_fit not in VOCAB_SIZE_FITS:
+            problems.append(
+                f"vocab_size_fit must be one of {VOCAB_SIZE_FITS}, received {self.vocab_size_fit!r}"
+            )
         if self.init_checkpoint_format not in ("hf", "google"):
             problems.append(
                 f"init_checkpoint_format must be hf or google, received {self.init_checkpoint_format!r}"
@@ -119,7 +136,7 @@ class PipelineConfig:
             problems.append(f"task must be one of {TASKS}, received {self.task!r}")
         if self.task == "token_classification" and not self.entity_types:
             problems.append("token_classification needs entity_types (the span types, in label order)")
-        if self.task == "token_classification" and not self.reader_config.get("spans_key"):
+        if self.task == "token_classification" and not self.reader_settings.get("spans_key"):
             problems.append("token_classification needs reader_config.spans_key (jsonl): where the spans are")
         if "train" not in self.splits or "eval" not in self.splits:
             problems.append(f"splits must include train and eval, received {sorted(self.splits)}")
@@ -128,6 +145,15 @@ class PipelineConfig:
                 problems.append(f"{name} must be positive, received {getattr(self, name)}")
         if problems:
             raise ValueError("Invalid pipeline configuration: " + "; ".join(problems))
+
+    @property
+    def reader_settings(self) -> dict[str, Any]:
+        """The reader settings the ExampleGen gets: `reader_config`, or the format's defaults."""
+        return (
+            dict(self.reader_config)
+            if self.reader_config
+            else dict(READER_DEFAULTS.get(self.corpus_format, {}))
+        )
 
     @property
     def pipeline_root(self) -> str:
@@ -170,6 +196,7 @@ TINY = dict(
     preset="tiny",
     seq_length=64,
     vocab_size=2000,
+    vocab_size_fit="lower",
     max_tokenizer_sentences=50_000,
     pretrain_steps=20,
     pretrain_batch_size=8,

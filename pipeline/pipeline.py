@@ -99,7 +99,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
     example_gen = ClinicalExampleGen(
         input_base=config.corpus_path,
         input_format=config.corpus_format,
-        reader_config=config.reader_config,
+        reader_config=config.reader_settings,
         splits=config.splits,
         max_note_bytes=config.max_note_bytes,
         scrubber_config=config.scrubber_config,
@@ -117,6 +117,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
     tokenizer = SentencePieceTokenizer(
         examples=examples,
         vocab_size=config.vocab_size,
+        vocab_size_fit=config.vocab_size_fit,
         max_sentences=config.max_tokenizer_sentences,
         seed=config.seed,
     )

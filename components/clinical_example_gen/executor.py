@@ -2,7 +2,8 @@
 
 Files -> records (readers) -> processed notes (text_steps) -> one note per distinct text (dedupe) ->
 splits by group hash -> gzip TFRecords under `Split-<name>/`. Rejects from any stage go to
-`rejects.jsonl`. Every stage also emits counters; after the pipeline the executor sums them into
+`rejects.jsonl`; records that are not notes (FHIR resources beside the documents) are only counted.
+Every stage also emits counters; after the pipeline the executor sums them into
 `summary.json` and refuses to finish if any input record is unaccounted for.
 """
 
@@ -27,7 +28,7 @@ from components.clinical_example_gen import readers
 from components.clinical_example_gen import report as report_lib
 from components.clinical_example_gen.dedupe import merge_duplicates
 from components.clinical_example_gen.examples import to_example
-from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject
+from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject, Skipped
 from components.clinical_example_gen.split import DEFAULT_SPLITS, Splits, parse_splits, split_index
 from components.clinical_example_gen.text_steps import TextSteps
 
@@ -90,7 +91,9 @@ class _ProcessNotes(beam.DoFn):
     def setup(self) -> None:
         self._steps = TextSteps(self._scrubber_config)
 
-    def process(self, item: NoteRecord | Reject) -> Iterator[Any]:
+    def process(self, item: NoteRecord | Reject | Skipped) -> Iterator[Any]:
+        if isinstance(item, Skipped):
+            return
         result = item if isinstance(item, Reject) else self._steps(item)
         if isinstance(result, Reject):
             yield beam.pvalue.TaggedOutput(_REJECTS_TAG, result)
@@ -109,6 +112,22 @@ def _phi_counters(note: ProcessedNote) -> Iterator[tuple[str, int]]:
         yield report_lib.PHI_PREFIX + token, count
 
 
+def _read_counters(name: str, item: NoteRecord | Reject | Skipped) -> Iterator[tuple[str, int]]:
+    """Input records (a `Skipped` stands for `count` of them), and what they became, per file and per
+    record type where the format names one."""
+    if isinstance(item, Skipped):
+        outcome, kind, amount = "skipped", item.record_type, item.count
+        yield report_lib.SKIPPED_PREFIX + kind, amount
+    elif isinstance(item, Reject):
+        outcome, kind, amount = "rejected", item.record_type, 1
+    else:
+        outcome, kind, amount = "notes", item.metadata.get("resource_type", ""), 1
+    yield report_lib.INPUT_RECORDS, amount
+    yield f"{report_lib.FILE_PREFIX}{outcome}/{name}", amount
+    if kind:
+        yield f"{report_lib.TYPE_PREFIX}{kind}/{outcome}", amount
+
+
 def _merged_counters(merged: tuple[ProcessedNote, int]) -> Iterator[tuple[str, int]]:
     yield report_lib.KEPT_EXAMPLES, 1
     yield report_lib.DUPLICATES_COLLAPSED, merged[1]
@@ -124,12 +143,13 @@ def _ingest(
 ) -> None:
     """Builds the pipeline: examples into `split_uris` (one per split), rejects and counters beside."""
     reader = readers.make_reader(params.input_format, params.reader_config, params.max_note_bytes)
-    records = (
+    named_records = (
         pipeline
         | "ListFiles" >> beam.Create(list(files))
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.FlatMapTuple(reader)
+        | "Read" >> beam.FlatMapTuple(lambda path, name: ((name, item) for item in reader(path, name)))
     )
+    records = named_records | "DropNames" >> beam.MapTuple(lambda _, item: item)
     processed = records | "Process" >> beam.ParDo(_ProcessNotes(params.scrubber_config)).with_outputs(
         _REJECTS_TAG, main="notes"
     )
@@ -145,7 +165,7 @@ def _ingest(
     parts = kept | "Split" >> beam.Partition(lambda note, _: split_index(note.group_id, splits), len(splits))
 
     counters = [
-        records | "CountInput" >> beam.Map(lambda _: (report_lib.INPUT_RECORDS, 1)),
+        named_records | "CountInput" >> beam.FlatMapTuple(_read_counters),
         rejects | "CountRejects" >> beam.Map(lambda reject: (report_lib.REJECTED_PREFIX + reject.reason, 1)),
         merged | "CountMerged" >> beam.FlatMap(_merged_counters),
         kept | "CountPhi" >> beam.FlatMap(_phi_counters),
@@ -215,9 +235,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as pipeline:
             _ingest(pipeline, files, params, split_uris, ingest_report.uri, counts_path)
 
-        summary = report_lib.build_summary(_read_counts(counts_path), split_names)
+        counts = _read_counts(counts_path)
+        summary = report_lib.build_summary(counts, split_names)
+        file_lines = report_lib.file_lines(counts)
         fileio.rmtree(counts_dir)
-        report_lib.check_accounting(summary)
+        report_lib.check_accounting(summary, file_lines)
+        with fileio.open(os.path.join(ingest_report.uri, report_lib.FILES_FILE), "w") as out:
+            out.write("".join(json.dumps(line, sort_keys=True) + "\n" for line in file_lines))
         summary = {"input_format": params.input_format, "input_files": len(files), **summary}
         with fileio.open(os.path.join(ingest_report.uri, report_lib.SUMMARY_FILE), "w") as out:
             out.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -229,5 +253,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             report_lib.KEPT_EXAMPLES,
             report_lib.DUPLICATES_COLLAPSED,
             report_lib.REJECTED,
+            report_lib.SKIPPED,
         ):
             ingest_report.set_int_custom_property(key, summary[key])

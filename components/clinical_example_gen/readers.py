@@ -1,4 +1,5 @@
-"""One reader per input format, each turning a file into a stream of `NoteRecord`s and `Reject`s.
+"""One reader per input format, each turning a file into a stream of `NoteRecord`s, `Reject`s and
+`Skipped` counts (records of a kind that holds no note, such as FHIR Patient resources).
 
 A reader is a generator over one file: it never holds more than one record (see `lines.py` for the cap
 on a single line), never raises on bad data (a bad record becomes a `Reject` and the next record is
@@ -31,21 +32,22 @@ from typing import Any
 
 from tfx.dsl.io import fileio
 
-from components.clinical_example_gen import records
+from components.clinical_example_gen import fhir_reader, i2b2_reader, records
 from components.clinical_example_gen.fhir_reader import FhirConfig, read_fhir
 from components.clinical_example_gen.lines import Line, open_binary, physical_lines
-from components.clinical_example_gen.records import NoteRecord, Reject
+from components.clinical_example_gen.records import NoteRecord, Reject, Skipped
 
-ReadResult = NoteRecord | Reject
+ReadResult = NoteRecord | Reject | Skipped
 Reader = Callable[[str, str], Iterator[ReadResult]]
 
-INPUT_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir")
+INPUT_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2")
 FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "csv": (".csv", ".csv.gz"),
     "mimic": (".csv", ".csv.gz"),
     "text_dir": (".txt",),
     "jsonl": (".jsonl", ".jsonl.gz"),
-    "fhir": (".json", ".ndjson"),
+    "fhir": fhir_reader.FILE_SUFFIXES,
+    "i2b2": (".xml",),
 }
 
 #: 1 MiB of UTF-8: some thirty times the longest MTSamples note (29 kB), so only broken records (a
@@ -465,6 +467,8 @@ def make_reader(input_format: str, reader_config: Mapping[str, Any], max_note_by
         config, read = JsonlConfig.from_dict(reader_config), read_jsonl
     elif input_format == "fhir":
         config, read = FhirConfig.from_dict(reader_config), read_fhir
+    elif input_format == "i2b2":
+        config, read = i2b2_reader.I2b2Config.from_dict(reader_config), i2b2_reader.read_i2b2
     else:
         raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
     return functools.partial(read, config=config, max_note_bytes=max_note_bytes)

@@ -81,6 +81,8 @@ class Reject:
     reason: str
     #: What exactly was wrong, when the reason alone does not say: a column name, an element path.
     detail: str = ""
+    #: The kind of record, where the format has kinds (the FHIR resource type); counted in the report.
+    record_type: str = ""
 
     def __post_init__(self) -> None:
         if self.reason not in REJECT_REASONS:
@@ -91,7 +93,20 @@ class Reject:
         line = {"locator": self.locator, "reason": self.reason}
         if self.detail:
             line["detail"] = self.detail
+        if self.record_type:
+            line["record_type"] = self.record_type
         return line
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """Input records that are not notes (a FHIR Patient or Observation beside the documents): counted,
+    by kind and file, so that every record of the input is accounted for, and otherwise passed over."""
+
+    #: The file they were found in.
+    locator: str
+    record_type: str
+    count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

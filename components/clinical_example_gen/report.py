@@ -1,9 +1,12 @@
 """The ingest report: what every input record became, and the check that nothing went missing.
 
 The executor's Beam pipeline emits (counter, amount) pairs under the keys below; `build_summary` turns
-the summed counters into `summary.json`, and `check_accounting` enforces the invariant
-input_records == kept_examples + duplicates_collapsed + rejected (and that every kept example landed
-in exactly one split). Counts only: no note text reaches the report.
+the summed counters into `summary.json` (and `files.jsonl`: what each input file held), and
+`check_accounting` enforces the invariant
+input_records == kept_examples + duplicates_collapsed + rejected + skipped_not_notes (and that every
+kept example landed in exactly one split). `skipped_not_notes` counts the records that a format holds
+beside its notes (FHIR Patients, Observations...); where a format names its kinds of record,
+`records_by_type` says what each kind became at reading. Counts only: no note text reaches the report.
 """
 
 from __future__ import annotations
@@ -13,11 +16,19 @@ from typing import Any
 
 REJECTS_FILE = "rejects.jsonl"
 SUMMARY_FILE = "summary.json"
+FILES_FILE = "files.jsonl"
 
 INPUT_RECORDS = "input_records"
 KEPT_EXAMPLES = "kept_examples"
 DUPLICATES_COLLAPSED = "duplicates_collapsed"
 REJECTED = "rejected"
+SKIPPED = "skipped_not_notes"
+SKIPPED_PREFIX = "skipped/"
+#: `type/<record type>/<note|rejected|skipped>`: what each kind of record became at reading.
+TYPE_PREFIX = "type/"
+#: `file/<note|rejected|skipped>/<file name>`: the same per input file.
+FILE_PREFIX = "file/"
+FILE_OUTCOMES = ("notes", "rejected", "skipped")
 REJECTED_PREFIX = "rejected/"
 SPLIT_PREFIX = "split/"
 PHI_PREFIX = "phi/"
@@ -38,25 +49,55 @@ def build_summary(counts: Mapping[str, int], split_names: Sequence[str]) -> dict
     duplicate is not counted twice.
     """
     rejected_by_reason = _prefixed(counts, REJECTED_PREFIX)
+    skipped_by_type = _prefixed(counts, SKIPPED_PREFIX)
     per_split = _prefixed(counts, SPLIT_PREFIX)
-    return {
+    by_type: dict[str, dict[str, int]] = {}
+    for key, value in _prefixed(counts, TYPE_PREFIX).items():
+        kind, _, outcome = key.rpartition("/")
+        by_type.setdefault(kind, dict.fromkeys(FILE_OUTCOMES, 0))[outcome] = value
+    summary = {
         INPUT_RECORDS: counts.get(INPUT_RECORDS, 0),
         KEPT_EXAMPLES: counts.get(KEPT_EXAMPLES, 0),
         DUPLICATES_COLLAPSED: counts.get(DUPLICATES_COLLAPSED, 0),
         REJECTED: sum(rejected_by_reason.values()),
+        SKIPPED: sum(skipped_by_type.values()),
         "rejected_by_reason": rejected_by_reason,
         "examples_per_split": {name: per_split.get(name, 0) for name in split_names},
         "phi_replacements": _prefixed(counts, PHI_PREFIX),
     }
+    if skipped_by_type:
+        summary["skipped_by_type"] = skipped_by_type
+    if by_type:
+        summary["records_by_type"] = dict(sorted(by_type.items()))
+    return summary
 
 
-def check_accounting(summary: Mapping[str, Any]) -> None:
-    """Raises AccountingError unless every input record is kept, collapsed or rejected, exactly once."""
-    accounted = summary[KEPT_EXAMPLES] + summary[DUPLICATES_COLLAPSED] + summary[REJECTED]
+def file_lines(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One `files.jsonl` line per input file: its records, and how many became notes, rejects or
+    skipped records (notes before deduplication); `records` is always their sum."""
+    per_file: dict[str, dict[str, int]] = {}
+    for key, value in _prefixed(counts, FILE_PREFIX).items():
+        outcome, _, name = key.partition("/")
+        per_file.setdefault(name, dict.fromkeys(FILE_OUTCOMES, 0))[outcome] = value
+    return [
+        {"file": name, "records": sum(outcomes.values()), **outcomes}
+        for name, outcomes in sorted(per_file.items())
+    ]
+
+
+def check_accounting(summary: Mapping[str, Any], files: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Raises AccountingError unless every input record is kept, collapsed, rejected or skipped, exactly
+    once, and (given `file_lines`) the files' records add up to the input."""
+    if files is not None and sum(line["records"] for line in files) != summary[INPUT_RECORDS]:
+        total = sum(line["records"] for line in files)
+        raise AccountingError(f"{summary[INPUT_RECORDS]} input records but {total} read from the files")
+    skipped = summary.get(SKIPPED, 0)
+    accounted = summary[KEPT_EXAMPLES] + summary[DUPLICATES_COLLAPSED] + summary[REJECTED] + skipped
     if summary[INPUT_RECORDS] != accounted:
         raise AccountingError(
             f"{summary[INPUT_RECORDS]} input records but {summary[KEPT_EXAMPLES]} kept + "
-            f"{summary[DUPLICATES_COLLAPSED]} duplicates collapsed + {summary[REJECTED]} rejected"
+            f"{summary[DUPLICATES_COLLAPSED]} duplicates collapsed + {summary[REJECTED]} rejected + "
+            f"{skipped} skipped as not notes"
         )
     in_splits = sum(summary["examples_per_split"].values())
     if in_splits != summary[KEPT_EXAMPLES]:

@@ -37,6 +37,7 @@ class SentencePieceTokenizerSpec(types.ComponentSpec):
         executor.EVAL_SPLIT_KEY: ExecutionParameter(type=str),
         executor.SEED_KEY: ExecutionParameter(type=int),
         executor.CHARACTER_COVERAGE_KEY: ExecutionParameter(type=float),
+        executor.VOCAB_SIZE_FIT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar[dict[str, ChannelParameter]] = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)
@@ -61,6 +62,7 @@ class SentencePieceTokenizer(base_component.BaseComponent):
         eval_split: str = "eval",
         seed: int = 0,
         character_coverage: float = 0.99995,
+        vocab_size_fit: str = "error",
     ):
         spec = SentencePieceTokenizerSpec(
             examples=examples,
@@ -70,6 +72,7 @@ class SentencePieceTokenizer(base_component.BaseComponent):
             eval_split=eval_split,
             seed=seed,
             character_coverage=character_coverage,
+            vocab_size_fit=vocab_size_fit,
             tokenizer=types.Channel(type=SentencePieceModel),
         )
         super().__init__(spec=spec)

@@ -30,6 +30,7 @@ TRAIN_SPLIT_KEY = "train_split"
 EVAL_SPLIT_KEY = "eval_split"
 SEED_KEY = "seed"
 CHARACTER_COVERAGE_KEY = "character_coverage"
+VOCAB_SIZE_FIT_KEY = "vocab_size_fit"
 
 SENTENCES_FEATURE = "sentences"
 
@@ -92,6 +93,7 @@ class Executor(base_executor.BaseExecutor):
                 character_coverage=float(exec_properties[CHARACTER_COVERAGE_KEY]),
                 eval_sentences=read_sentences(eval_uris) if eval_uris is not None else None,
                 eval_name=eval_split,
+                vocab_size_fit=exec_properties.get(VOCAB_SIZE_FIT_KEY) or "error",
             )
             fileio.makedirs(output.uri)
             for name in (MODEL_FILE, VOCAB_FILE, STATS_FILE):

@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -34,10 +36,26 @@ MODEL_FILE = "spm.model"
 VOCAB_FILE = "spm.vocab"
 STATS_FILE = "stats.json"
 
+#: What to do when the corpus cannot support the vocabulary size asked for.
+VOCAB_SIZE_FITS = ("error", "lower")
+
 PAD, UNK = "<pad>", "<unk>"
 CONTROL_SYMBOLS: tuple[str, ...] = ("[CLS]", "[SEP]", "[MASK]")
 
 T = TypeVar("T")
+
+
+class VocabSizeTooLarge(ValueError):
+    """The corpus cannot support the vocabulary size asked for; `largest` is the size that works."""
+
+    def __init__(self, requested: int, largest: int, sentences: int) -> None:
+        super().__init__(
+            f"vocab_size {requested} is more than this corpus supports: the largest that works is "
+            f"{largest} ({sentences} training sentences). Set vocab_size to at most {largest}, or "
+            f"vocab_size_fit='lower' to train that size instead"
+        )
+        self.requested = requested
+        self.largest = largest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +179,12 @@ def _train(
             minloglevel=1,
         )
     except RuntimeError as error:
-        if "Vocabulary size too high" not in str(error):
+        # SentencePiece finds the limit while it builds the seed pieces, before the EM rounds, and
+        # names it: "Vocabulary size too high (2000). Please set it to a value <= 701."
+        largest = re.search(r"Vocabulary size too high.*<= (\d+)", str(error))
+        if largest is None:
             raise
-        raise ValueError(
-            f"vocab_size {vocab_size} is too large for {len(sample)} sentences ({error}); "
-            "use a smaller vocab_size or hard_vocab_limit=False"
-        ) from None
+        raise VocabSizeTooLarge(vocab_size, int(largest.group(1)), len(sample)) from None
     return model.getvalue()
 
 
@@ -190,23 +208,33 @@ def train_sentencepiece(
     eval_sentences: Iterable[str] | None = None,
     eval_name: str = "eval",
     num_threads: int = 2,
+    vocab_size_fit: str = "error",
 ) -> TokenizerArtifacts:
     """Trains the unigram model on (a sample of) `sentences`; writes spm.model, spm.vocab, stats.json.
 
     `sentences` is read once, as a stream. `character_coverage` is ALBERT's 0.99995 by default.
     `hard_vocab_limit=False` lets a corpus too small for `vocab_size` yield a smaller vocabulary
-    (SentencePiece otherwise fails); stats.json records the size reached. The statistics are measured
-    on `eval_sentences` when given, on the training sample otherwise.
+    (SentencePiece otherwise fails); stats.json records the size reached. A size the corpus cannot
+    support raises `VocabSizeTooLarge` naming the largest that works, or with `vocab_size_fit="lower"`
+    trains that size with a warning. The statistics are measured on `eval_sentences` when given, on
+    the training sample otherwise.
     """
+    if vocab_size_fit not in VOCAB_SIZE_FITS:
+        raise ValueError(f"vocab_size_fit must be one of {VOCAB_SIZE_FITS}, received {vocab_size_fit!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = _Counts()
     sample = reservoir_sample(_usable(sentences, max_sentence_bytes, counts), max_sentences, seed)
     if not sample:
         raise ValueError(f"no usable training sentences ({counts.seen} seen, {counts.too_long} too long)")
-    model_proto = _train(
-        sample, vocab_size, hard_vocab_limit, character_coverage, max_sentence_bytes, num_threads
-    )
+    settings = (hard_vocab_limit, character_coverage, max_sentence_bytes, num_threads)
+    try:
+        model_proto = _train(sample, vocab_size, *settings)
+    except VocabSizeTooLarge as too_large:
+        if vocab_size_fit != "lower":
+            raise
+        logging.warning("%s; training vocab_size %d (vocab_size_fit=lower)", too_large, too_large.largest)
+        model_proto = _train(sample, too_large.largest, *settings)
     processor = spm.SentencePieceProcessor(model_proto=model_proto)
     model_path, vocab_path, stats_path = out / MODEL_FILE, out / VOCAB_FILE, out / STATS_FILE
     model_path.write_bytes(model_proto)

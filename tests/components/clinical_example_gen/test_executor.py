@@ -267,7 +267,13 @@ def _fhir_corpus(root: Path) -> Corpus:
         "notes.ndjson:line 2": records.MALFORMED_JSON,
         "notes.ndjson:line 3": records.MALFORMED_JSON,
     }
-    return Corpus("fhir", {}, expected, {"d1": ["Clinic note"], "n1": ["Clinic note"]}, 1)
+    return Corpus("fhir", {}, expected, {"d1": ["Clinic note"], "n1": ["Clinic note"]}, 1, _check_fhir)
+
+
+def _check_fhir(notes: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    # The Patient resource is not a note: counted as skipped by its type, never rejected or lost.
+    assert summary["skipped_not_notes"] == 1
+    assert summary["skipped_by_type"] == {"Patient": 1}
 
 
 def _check_mimic(notes: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -314,7 +320,10 @@ def test_broken_corpus_is_accounted_for_without_leaking_text(tmp_path: Path, bui
     summary = run.summary
     assert (
         summary["input_records"]
-        == summary["kept_examples"] + summary["duplicates_collapsed"] + summary["rejected"]
+        == summary["kept_examples"]
+        + summary["duplicates_collapsed"]
+        + summary["rejected"]
+        + summary["skipped_not_notes"]
     )
     rejects = run.rejects()
     assert {r["locator"]: r["reason"] for r in rejects} == corpus.rejects

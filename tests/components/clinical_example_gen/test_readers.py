@@ -268,7 +268,11 @@ def test_fhir_bundle_and_single_document(tmp_path: Path) -> None:
     (tmp_path / "single.json").write_text(json.dumps(single))
     files = readers.list_input_files(str(tmp_path), "fhir")
     reader = readers.make_reader("fhir", {}, MAX)
-    got = [item for path, name in files for item in reader(path, name)]
+    items = [item for path, name in files for item in reader(path, name)]
+    assert [item for item in items if isinstance(item, records.Skipped)] == [
+        records.Skipped("bundle.json", "Patient", 1)
+    ]
+    got = notes(items)
     assert [(n.note_id, n.group_id, n.text, n.note_type, n.labels, n.locator) for n in got] == [
         (
             "d1",
@@ -281,7 +285,12 @@ def test_fhir_bundle_and_single_document(tmp_path: Path) -> None:
         ("d2", "Patient/d2-pt", "Plain UTF-8 ✓.", "Progress note", ("Progress note",), "bundle.json:entry 2"),
         ("d3", "d3", "Alone.", "Progress note", ("Progress note",), "single.json"),
     ]
-    assert got[0].metadata == {"note_type": "Progress note", "type_code": "11506-3", "source_format": "fhir"}
+    assert got[0].metadata == {
+        "note_type": "Progress note",
+        "type_code": "11506-3",
+        "source_format": "fhir",
+        "resource_type": "DocumentReference",
+    }
 
 
 def test_fhir_rejects_name_the_problem_not_the_text(tmp_path: Path) -> None:

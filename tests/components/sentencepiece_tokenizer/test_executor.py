@@ -146,5 +146,6 @@ def test_component_wiring():
         "eval_split": "eval",
         "seed": 7,
         "character_coverage": 0.99995,
+        "vocab_size_fit": "error",
     }
     assert component.executor_spec.executor_class is executor.Executor

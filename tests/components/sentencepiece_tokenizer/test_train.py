@@ -12,6 +12,7 @@ from components.sentencepiece_tokenizer.train import (
     MODEL_FILE,
     STATS_FILE,
     VOCAB_FILE,
+    VocabSizeTooLarge,
     reservoir_sample,
     tokenization_stats,
     train_sentencepiece,
@@ -117,12 +118,24 @@ def test_vocabulary_for_pretraining_data(model_proto):
     assert not phi_ids & set(vocab.replacement_ids())
 
 
-def test_vocab_too_large_for_corpus(tmp_path):
+def test_vocab_too_large_for_corpus_names_the_largest_size_that_works(tmp_path):
     corpus = ["chest pain", "shortness of breath", "no fever"] * 20
-    with pytest.raises(ValueError, match="hard_vocab_limit"):
+    with pytest.raises(VocabSizeTooLarge, match="the largest that works is") as raised:
         train_sentencepiece(corpus, tmp_path / "hard", vocab_size=1000)
+    largest = raised.value.largest
+    assert 16 < largest < 1000
+    # The size named works, and one more does not: it is the largest.
+    exact = train_sentencepiece(corpus, tmp_path / "exact", vocab_size=largest)
+    assert exact.stats["vocab_size"] == largest
+    with pytest.raises(VocabSizeTooLarge):
+        train_sentencepiece(corpus, tmp_path / "over", vocab_size=largest + 1)
+    lowered = train_sentencepiece(corpus, tmp_path / "lowered", vocab_size=1000, vocab_size_fit="lower")
+    assert (lowered.stats["vocab_size"], lowered.stats["requested_vocab_size"]) == (largest, 1000)
+    assert lowered.model_path.read_bytes() == exact.model_path.read_bytes()
     soft = train_sentencepiece(corpus, tmp_path / "soft", vocab_size=1000, hard_vocab_limit=False)
     assert 16 < soft.stats["vocab_size"] < 1000
+    with pytest.raises(ValueError, match="vocab_size_fit"):
+        train_sentencepiece(corpus, tmp_path / "bad", vocab_size=100, vocab_size_fit="shrink")
 
 
 def test_no_usable_sentences(tmp_path):
