@@ -3,13 +3,17 @@ as a SavedModel that TF Serving and the Evaluator load.
 
 Reads the Transform output (packed ALBERT inputs and the `label` index). The export's signatures:
     serving_default     text: string [batch] of raw notes -> probabilities [batch, classes] and
-                        label_names [classes], the class names in probability order
-    classify            inputs: serialized tf.Examples -> classes [batch, classes], scores [batch, classes]
-                        (TF Serving's Classify layout)
+                        label_names [batch, classes], the class names in probability order (repeated
+                        per row: TF Serving's batching splits every output along its first dimension)
+    classify            inputs: serialized tf.Examples, each with its `text` -> classes [batch, classes],
+                        scores [batch, classes] (TF Serving's Classify layout)
     predict_examples    examples: serialized tf.Examples -> probabilities (the Evaluator's signature)
     transform_features  examples: serialized tf.Examples -> the transformed features (the Evaluator's
                         preprocessing: labels and slicing keys)
-Raw text goes through the Transform graph itself, so serving tokenizes exactly as training did.
+Raw text goes through the Transform graph itself, so serving tokenizes exactly as training did. The
+model is saved twice (see `components/model_layout.py`): with every signature in the artifact's
+serving folder, which TFX's Evaluator loads, and with the client signatures only (every output dense
+and batched) in the client copy beside it, which ServingCheck checks and the Pusher pushes.
 Warmup requests for TF Serving are written to assets.extra.
 
 custom_config: batch_size, learning_rate, eval_steps, seed, label_names (optional: the classes in id
@@ -23,7 +27,7 @@ packed position) and exports:
                         [batch, seq] (argmax), piece_starts / piece_ends [batch, seq] (UTF-8 byte
                         offsets of each position's piece in normalized_text; -1 at [CLS], [SEP] and
                         padding), normalized_text [batch] (the text after in-graph NFKC and space
-                        normalization, which the offsets index), label_names [labels]
+                        normalization, which the offsets index), label_names [batch, labels]
     predict_examples, transform_features   as above, for the Evaluator
 """
 
@@ -38,13 +42,15 @@ from absl import logging
 
 from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier, bio_labels
 from albert_keras.pretrain_loop import pretrain
-from components import trainer_common
+from components import model_layout, trainer_common
 from components.pretrain_module import PRETRAINER_FILE
 from components.sentencepiece_tokenizer.token_labels import pack_labels
 from components.sentencepiece_tokenizer.tokenize_graph import make_tokenizer
 from components.transform_module import LABEL_VOCABULARY, normalize_in_graph, read_model_proto
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
+TEXT_FEATURE = "text"
+CLIENT_SIGNATURES = ("serving_default", "classify")
 LABEL = "label"
 TOKEN_LABELS = "token_labels"
 TOKEN_TASK = "token_classification"
@@ -104,12 +110,14 @@ def _raw_features(raw_spec: dict, texts: tf.Tensor) -> dict:
 
 
 def lenient_spec(raw_spec: dict) -> dict:
-    """The raw feature spec with a default for every single-valued feature, so that a tf.Example that
-    holds only `text` parses: TF Serving's Classify clients send the note alone, not ingestion's ids
-    and counts. A missing feature then reads as "" or 0, which only the slicing keys look at."""
+    """The raw feature spec with a default for every single-valued feature but the note text, so that a
+    tf.Example that holds only `text` parses: TF Serving's Classify clients send the note alone, not
+    ingestion's ids and counts. A missing feature then reads as "" or 0, which only the slicing keys
+    look at; a missing `text` stays an error naming it, never an empty note."""
     spec = {}
     for name, feature in raw_spec.items():
-        if isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None:
+        required = name == TEXT_FEATURE
+        if isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None and not required:
             empty = "" if feature.dtype == tf.string else 0
             feature = tf.io.FixedLenFeature(
                 feature.shape, feature.dtype, default_value=tf.fill(feature.shape, empty).numpy()
@@ -136,7 +144,10 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
         probabilities = self._probabilities(self.tft_layer(_raw_features(self.raw_spec, text)))
-        return {"probabilities": probabilities, "label_names": self.label_names}
+        return {"probabilities": probabilities, "label_names": self._label_rows(tf.shape(text)[0])}
+
+    def _label_rows(self, rows: tf.Tensor) -> tf.Tensor:
+        return tf.tile(self.label_names[None, :], [rows, 1])  # (batch, classes)
 
     def _parse(self, serialized):
         return tf.io.parse_example(serialized, self.example_spec)
@@ -144,8 +155,7 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
         scores = self._probabilities(self.tft_layer(self._parse(inputs)))
-        classes = tf.tile(self.label_names[None, :], [tf.shape(scores)[0], 1])
-        return {"classes": classes, "scores": scores}
+        return {"classes": self._label_rows(tf.shape(scores)[0]), "scores": scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def predict_examples(self, examples):
@@ -184,7 +194,7 @@ class TokenServingModule(ServingModule):
             "piece_starts": pack_labels(tf.cast(starts, tf.int64), self.seq_length, ignore_label=-1),
             "piece_ends": pack_labels(tf.cast(ends, tf.int64), self.seq_length, ignore_label=-1),
             "normalized_text": normalized,
-            "label_names": self.label_names,
+            "label_names": self._label_rows(tf.shape(text)[0]),
         }
 
 
@@ -216,9 +226,11 @@ def export(
     export_dir: str,
     names: list[str],
     model_proto: bytes | None = None,
+    eval_dir: str | None = None,
 ) -> None:
-    """The SavedModel TF Serving and the Evaluator load; a token classifier (given the tokenizer's
-    `model_proto`, for piece offsets) gets no Classify signature."""
+    """The SavedModel TF Serving loads (client signatures) in `export_dir`, and the one the Evaluator
+    loads (all signatures) in `eval_dir`; a token classifier (given the tokenizer's `model_proto`, for
+    piece offsets) gets no Classify signature."""
     if model_proto is None:
         module = ServingModule(model, tft_output, names)
         signatures = {"serving_default": module.serve_text, "classify": module.classify}
@@ -226,10 +238,21 @@ def export(
         module = TokenServingModule(model, tft_output, names, model_proto)
         signatures = {"serving_default": module.serve_text}
     signatures.update(predict_examples=module.predict_examples, transform_features=module.transform_features)
-    tf.saved_model.save(module, export_dir, signatures=signatures)
-    if "classify" in signatures:
-        mark_classify_signature(export_dir, "classify")
-    write_warmup_requests(export_dir)
+    save_serving_and_eval(module, signatures, export_dir, eval_dir)
+
+
+def save_serving_and_eval(
+    module: tf.Module, signatures: dict, serving_dir: str, eval_dir: str | None = None
+) -> None:
+    """Saves `module` twice: with only the CLIENT_SIGNATURES among `signatures` to `serving_dir` (with
+    the Classify marking and warmup requests), and with all of them to `eval_dir` (when given)."""
+    client = {name: fn for name, fn in signatures.items() if name in CLIENT_SIGNATURES}
+    tf.saved_model.save(module, serving_dir, signatures=client)
+    if "classify" in client:
+        mark_classify_signature(serving_dir, "classify")
+    write_warmup_requests(serving_dir)
+    if eval_dir is not None:
+        tf.saved_model.save(module, eval_dir, signatures=signatures)
 
 
 def mark_classify_signature(export_dir: str, name: str) -> None:
@@ -289,6 +312,7 @@ def run_fn(fn_args) -> None:
     )
     results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
     logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
-    export_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
+    export_dir = trainer_common.worker_path(strategy, model_layout.client_copy_dir(fn_args.serving_model_dir))
+    eval_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
     model_proto = read_model_proto(custom["tokenizer_dir"]) if tokens else None
-    export(classifier, tft_output, export_dir, names, model_proto)
+    export(classifier, tft_output, export_dir, names, model_proto, eval_dir)

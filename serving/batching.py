@@ -4,7 +4,10 @@ Calls to the same signature of the same loaded version, whose inputs agree in dt
 dimension but the first, wait in one queue. A worker thread takes the oldest batch that is full or has
 waited `batch_timeout_micros`, concatenates the inputs along axis 0 (padding up to the next
 `allowed_batch_sizes` entry by repeating the last row), makes one call, and hands each caller its own
-rows back. As in TF Serving's shared batch scheduler, a call bigger than `max_batch_size` is refused
+rows of every output back. As in TF Serving's batching session, every output must have the merged batch
+as its first dimension; one that does not fails the call with FAILED_PRECONDITION, so a signature with an
+unbatched output (a list of class names, say) fails here as it would in production. As in TF Serving's
+shared batch scheduler, a call bigger than `max_batch_size` is refused
 with INVALID_ARGUMENT and a call that finds `max_enqueued_batches` batches already waiting is refused
 with UNAVAILABLE ("queue is full"), which clients retry with backoff.
 """
@@ -27,6 +30,10 @@ Tensors = dict[str, np.ndarray]
 
 class BatchTooLarge(ValueError):
     """A call with more rows than `max_batch_size` (TF Serving: INVALID_ARGUMENT)."""
+
+
+class OutputNotBatched(RuntimeError):
+    """A model output without the merged batch as its first dimension (TF Serving: FAILED_PRECONDITION)."""
 
 
 class QueueFull(RuntimeError):
@@ -124,13 +131,10 @@ def load_batching_parameters(path: str | Path) -> BatchingParameters:
 class _Task:
     """One caller's inputs, waiting for its rows of the merged outputs (or an error)."""
 
-    def __init__(
-        self, inputs: Tensors, size: int, run: Callable[[Tensors], Tensors], batched: frozenset[str]
-    ):
+    def __init__(self, inputs: Tensors, size: int, run: Callable[[Tensors], Tensors]):
         self.inputs = inputs
         self.size = size
         self.run = run
-        self.batched = batched
         self.done = threading.Event()
         self.outputs: Tensors | None = None
         self.error: Exception | None = None
@@ -178,18 +182,16 @@ class BatchScheduler:
         with self._ready:
             return sum(len(queue) for queue in self._queues.values())
 
-    def submit(
-        self, key: Hashable, inputs: Tensors, run: Callable[[Tensors], Tensors], batched: frozenset[str]
-    ) -> Tensors:
-        """Runs `run` on `inputs` merged with other calls under `key`; returns this call's rows of the
-        outputs named in `batched` and the other outputs whole. Every input's first dimension is the
-        call's batch size; calls under one key must use the same `run`."""
+    def submit(self, key: Hashable, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
+        """Runs `run` on `inputs` merged with other calls under `key`; returns this call's rows of every
+        output. Every input's first dimension is the call's batch size; calls under one key must use
+        the same `run`."""
         size = len(next(iter(inputs.values())))
         if size > self.params.max_batch_size:
             raise BatchTooLarge(
                 f"batch of {size} is larger than the maximum batch size {self.params.max_batch_size}"
             )
-        task = _Task(inputs, size, run, batched)
+        task = _Task(inputs, size, run)
         with self._ready:
             if self._stopping or not self._threads:
                 raise QueueFull("the batch scheduler is not running")
@@ -267,13 +269,15 @@ class BatchScheduler:
                 value = np.concatenate([value, np.repeat(value[-1:], padded - total, axis=0)], axis=0)
             merged[key] = value  # (padded, ...)
         outputs = tasks[0].run(merged)
-        for key in tasks[0].batched & set(outputs):
-            if np.ndim(outputs[key]) == 0 or len(outputs[key]) != padded:
-                raise RuntimeError(f"output {key!r} does not have the batch as its first dimension")
+        for key in sorted(outputs):  # TF Serving's messages, naming the output as well
+            if np.ndim(outputs[key]) == 0:
+                raise OutputNotBatched(f"output {key!r}: Batched output tensor has 0 dimensions")
+            if len(outputs[key]) != padded:
+                raise OutputNotBatched(
+                    f"output {key!r}: Batched output tensor's 0th dimension does not equal the sum of "
+                    "the 0th dimension sizes of the input tensors"
+                )
         start = 0
         for task in tasks:
-            task.outputs = {
-                key: value[start : start + task.size] if key in task.batched else value
-                for key, value in outputs.items()
-            }
+            task.outputs = {key: value[start : start + task.size] for key, value in outputs.items()}
             start += task.size

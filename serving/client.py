@@ -121,6 +121,8 @@ class ServingClient:
         retries: int = 3,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        client_certificate: bytes | None = None,
+        client_key: bytes | None = None,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -129,8 +131,10 @@ class ServingClient:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        if root_certificates is not None and not tls:
-            raise ValueError("root_certificates were given but tls is off")
+        if (root_certificates, client_certificate, client_key) != (None, None, None) and not tls:
+            raise ValueError("certificates were given but tls is off")
+        if (client_certificate is None) != (client_key is None):
+            raise ValueError("mutual TLS needs both client_certificate and client_key")
         self.model_name = model_name
         self.version = version
         self.timeout = timeout
@@ -139,7 +143,11 @@ class ServingClient:
         self.max_backoff = max_backoff
         self._sleep = sleep
         if tls:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=client_key,
+                certificate_chain=client_certificate,
+            )
             self._channel = grpc.secure_channel(target, credentials)
         else:
             self._channel = grpc.insecure_channel(target)
@@ -240,7 +248,10 @@ def _parse_predict(response: predict_pb2.PredictResponse, rows: int) -> list[dic
         if key not in response.outputs:
             raise ServingError("Predict", grpc.StatusCode.INTERNAL, f"reply has no `{key}` output")
     probabilities = tf.make_ndarray(response.outputs[PROBABILITIES])
-    labels = [name.decode("utf-8") for name in tf.make_ndarray(response.outputs[LABEL_NAMES]).tolist()]
+    names = tf.make_ndarray(response.outputs[LABEL_NAMES])
+    if names.ndim == 2:  # one row of names per note, as batching needs; rows repeat the class order
+        names = names[0]
+    labels = [name.decode("utf-8") for name in names.tolist()]
     if probabilities.shape != (rows, len(labels)):
         raise ServingError(
             "Predict",
@@ -303,6 +314,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE")
     common.add_argument("--tls", action="store_true", help="use TLS (system roots unless --root-certs)")
     common.add_argument("--root-certs", type=Path, default=None, help="PEM file of root certificates")
+    common.add_argument(
+        "--client-cert", type=Path, default=None, help="PEM client certificate chain (mutual TLS)"
+    )
+    common.add_argument("--client-key", type=Path, default=None, help="PEM client private key (mutual TLS)")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", parents=[common], help="top label probabilities per note")
     predict.add_argument("--top", type=int, default=5, help="labels shown per note")
@@ -324,15 +339,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = [path.read_text(encoding="utf-8") for path in args.notes] + list(args.text)
         if not notes:
             parser.error("predict needs NOTE_FILE arguments or --text")
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key go together")
     roots = args.root_certs.read_bytes() if args.root_certs else None
+    cert = args.client_cert.read_bytes() if args.client_cert else None
+    key = args.client_key.read_bytes() if args.client_key else None
     client = ServingClient(
         args.target,
         args.model,
         version=args.version,
         timeout=args.timeout,
         retries=args.retries,
-        tls=args.tls or roots is not None,
+        tls=args.tls or roots is not None or cert is not None,
         root_certificates=roots,
+        client_certificate=cert,
+        client_key=key,
     )
     try:
         with client:

@@ -1,4 +1,5 @@
-"""TFX's Pusher, except that a model identical to the newest version being served is not copied again.
+"""TFX's Pusher, except that it pushes the model's client copy (`components/model_layout.py`) and that a
+model identical to the newest version being served is not copied again.
 
 A scheduled pipeline that runs with nothing changed gets its Trainers from the cache, but the
 Evaluator re-runs once against the model it blessed last time (the Resolver's baseline is new), and
@@ -18,6 +19,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
+
+from components import model_layout
 
 
 def model_digest(model_dir: str) -> str:
@@ -42,6 +45,13 @@ def newest_version(base_directory: str) -> str | None:
 
 
 class Executor(pusher_executor.Executor):
+    def GetModelPath(self, input_dict) -> str:
+        """The model's client copy (`components/model_layout.py`), not the Evaluator's full one."""
+        models = input_dict.get(standard_component_specs.MODEL_KEY)
+        if models:
+            return model_layout.client_model_path(artifact_utils.get_single_instance(models).uri)
+        return super().GetModelPath(input_dict)
+
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)

@@ -1,4 +1,5 @@
-"""Runs `check.py` on the candidate's export in a child process and writes an InfraBlessing."""
+"""Runs `check.py` on the candidate's client copy (what the Pusher pushes; `components/model_layout.py`)
+in a child process and writes an InfraBlessing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import sys
 from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import io_utils
+
+from components import model_layout
 
 MODEL_KEY = "model"
 BLESSING_KEY = "blessing"
@@ -21,7 +24,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
-        export_dir = path_utils.serving_model_path(model.uri)
+        export_dir = model_layout.client_model_path(model.uri)
         result = subprocess.run(
             [sys.executable, "-m", "components.serving_check.check", export_dir],
             capture_output=True,

@@ -99,21 +99,29 @@ def test_every_component_runs_and_the_pushed_model_answers_raw_text(first_run):
     versions = sorted(os.listdir(out / "serving"), key=int)
     assert len(versions) == 1 and f"pushed model: {out / 'serving' / versions[0]}" in result.stdout
     model = tf.saved_model.load(str(out / "serving" / versions[0]))
+    # What is pushed holds the client signatures only; the Evaluator's stay in the Trainer's full copy.
+    assert set(model.signatures) == {"serving_default", "classify"}
+    trainer_copy = next(out.glob("**/finetune/model/*/Format-Serving"))
+    full = set(tf.saved_model.load(str(trainer_copy)).signatures)
+    assert full == {"serving_default", "classify", "predict_examples", "transform_features"}
     answer = model.signatures["serving_default"](
         text=tf.constant(["Chest pain and shortness of breath.", "Left knee arthroscopy, no complications."])
     )
     probabilities, names = answer["probabilities"].numpy(), answer["label_names"].numpy()
-    assert probabilities.shape == (2, 40) and names[3] == b"Cardiovascular / Pulmonary"
+    assert probabilities.shape == (2, 40) and names.shape == (2, 40)
+    assert names[0][3] == names[1][3] == b"Cardiovascular / Pulmonary"
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert np.all(probabilities >= 0)
 
 
 def test_the_pushed_model_is_served_over_grpc(first_run):
-    # The Pusher's base directory is what the model server reads. Over a real socket, Predict with
-    # raw text and Classify with tf.Examples answer what the SavedModel answers in process.
+    # The Pusher's base directory is what the model server reads. Over a real socket, with batching on
+    # (TF Serving's rule: every output is split along its first dimension), Predict with raw text and
+    # Classify with tf.Examples answer what the SavedModel answers in process.
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the model's SentencePiece ops)
 
+    from serving.batching import BatchingParameters
     from serving.client import DEFAULT_MODEL, ServingClient
     from serving.model_server import ModelServer
     from serving.models_config import ModelEntry
@@ -124,9 +132,12 @@ def test_the_pushed_model_is_served_over_grpc(first_run):
     in_process = tf.saved_model.load(str(out / "serving" / version))
     local = in_process.signatures["serving_default"](text=tf.constant(notes))
     expected = local["probabilities"].numpy()
-    names = [name.decode() for name in local["label_names"].numpy()]
+    names = [name.decode() for name in local["label_names"].numpy()[0]]
 
-    server = ModelServer([ModelEntry(DEFAULT_MODEL, str(out / "serving"))], port=0, poll_seconds=0)
+    batching = BatchingParameters(max_batch_size=8, batch_timeout_micros=20_000, num_batch_threads=1)
+    server = ModelServer(
+        [ModelEntry(DEFAULT_MODEL, str(out / "serving"))], port=0, poll_seconds=0, batching=batching
+    )
     port = server.start()
     try:
         with ServingClient(f"127.0.0.1:{port}") as client:

@@ -2,8 +2,8 @@
 
 The probabilities are a softmax over a fixed linear map of each note's character and word counts, so
 they depend on the text deterministically and differ between two `seed`s; `label_names` makes two
-versions tell apart at a glance. Signatures, the Classify marking and the warmup requests are the
-ones `components.finetune_module` exports.
+versions tell apart at a glance. Signatures, the Classify marking, the warmup requests and the split
+into a serving copy (client signatures) and an evaluation copy (all) are `components.finetune_module`'s.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components.finetune_module import mark_classify_signature, write_warmup_requests
+from components.finetune_module import TEXT_FEATURE, save_serving_and_eval
 
 
 class FakeClassifier(tf.Module):
-    """`serving_default` (text -> probabilities, label_names) and `classify` (tf.Examples with a
-    `text` feature -> classes, scores)."""
+    """`serving_default` (text -> probabilities, label_names), `classify` (tf.Examples with a `text`
+    feature -> classes, scores), and the Evaluator's `predict_examples` and `transform_features`
+    (whose outputs include a sparse tensor, as the Transform's do)."""
 
     def __init__(self, label_names: list[str], seed: int):
         super().__init__()
@@ -33,25 +34,53 @@ class FakeClassifier(tf.Module):
         features = tf.stack([chars, words, tf.ones_like(chars)], axis=1)  # (batch, 3)
         return tf.nn.softmax(features @ self.weights, axis=-1)  # (batch, classes)
 
+    def _label_rows(self, rows: tf.Tensor) -> tf.Tensor:
+        return tf.tile(self.label_names[None, :], [rows, 1])  # (batch, classes)
+
+    def _parse(self, serialized: tf.Tensor) -> dict:
+        return tf.io.parse_example(
+            serialized,
+            {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.string)},
+        )
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
-        return {"probabilities": self._probabilities(text), "label_names": self.label_names}
+        return {
+            "probabilities": self._probabilities(text),
+            "label_names": self._label_rows(tf.shape(text)[0]),
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
-        text = tf.io.parse_example(inputs, {"text": tf.io.FixedLenFeature([], tf.string, default_value="")})
-        scores = self._probabilities(text["text"])
-        classes = tf.tile(self.label_names[None, :], [tf.shape(scores)[0], 1])
-        return {"classes": classes, "scores": scores}
+        scores = self._probabilities(self._parse(inputs)[TEXT_FEATURE])
+        return {"classes": self._label_rows(tf.shape(scores)[0]), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(self, examples):
+        return {"probabilities": self._probabilities(self._parse(examples)[TEXT_FEATURE])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        return self._parse(examples)
 
 
-def build_export(export_dir: Path, label_names: list[str], seed: int = 0) -> Path:
-    """Writes a fake export (signatures, Classify marking, warmup requests) to `export_dir`."""
+def signatures(module: FakeClassifier) -> dict:
+    """Every signature, by the names the fine-tuning export gives them."""
+    return {
+        "serving_default": module.serve_text,
+        "classify": module.classify,
+        "predict_examples": module.predict_examples,
+        "transform_features": module.transform_features,
+    }
+
+
+def build_export(
+    export_dir: Path, label_names: list[str], seed: int = 0, eval_dir: Path | None = None
+) -> Path:
+    """Writes a fake serving export (client signatures, Classify marking, warmup requests) to
+    `export_dir`, and the evaluation copy with every signature to `eval_dir` when given."""
     module = FakeClassifier(label_names, seed)
-    signatures = {"serving_default": module.serve_text, "classify": module.classify}
-    tf.saved_model.save(module, str(export_dir), signatures=signatures)
-    mark_classify_signature(str(export_dir), "classify")
-    write_warmup_requests(str(export_dir))
+    save_serving_and_eval(module, signatures(module), str(export_dir), eval_dir and str(eval_dir))
     return export_dir
 
 

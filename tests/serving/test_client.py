@@ -29,6 +29,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import client as serving_client
 from serving.batching import message_class  # BatchingParameters, as TF Serving names its fields
 from serving.client import ServingClient, ServingError, text_example
+from serving.tls import parse_ssl_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "serving" / "deploy"
 LABELS = ("Cardiology", "Neurology", "Orthopedic", "Radiology")
@@ -273,7 +274,12 @@ def test_tls_uses_ssl_channel_credentials(monkeypatch):
     monkeypatch.setattr(
         serving_client.grpc,
         "ssl_channel_credentials",
-        lambda root_certificates=None: ("creds", root_certificates),
+        lambda root_certificates=None, private_key=None, certificate_chain=None: (
+            "creds",
+            root_certificates,
+            private_key,
+            certificate_chain,
+        ),
     )
 
     def secure_channel(target, credentials):
@@ -282,9 +288,13 @@ def test_tls_uses_ssl_channel_credentials(monkeypatch):
 
     monkeypatch.setattr(serving_client.grpc, "secure_channel", secure_channel)
     ServingClient("serving.example:443", tls=True, root_certificates=b"PEM").close()
-    assert seen == {"target": "serving.example:443", "credentials": ("creds", b"PEM")}
+    assert seen == {"target": "serving.example:443", "credentials": ("creds", b"PEM", None, None)}
+    ServingClient("serving.example:443", tls=True, client_certificate=b"CERT", client_key=b"KEY").close()
+    assert seen["credentials"] == ("creds", None, b"KEY", b"CERT")
     with pytest.raises(ValueError, match="tls is off"):
         ServingClient("serving.example:443", root_certificates=b"PEM")
+    with pytest.raises(ValueError, match="both client_certificate and client_key"):
+        ServingClient("serving.example:443", tls=True, client_certificate=b"CERT")
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -360,13 +370,24 @@ def test_batching_parameters_parse_and_are_consistent():
     assert sizes == sorted(sizes) and sizes[-1] == params.max_batch_size.value
 
 
+def _published(port: str | dict) -> tuple[str, str, str]:
+    """(host address, host port, container port) of a compose `ports` entry, short or long syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip", ""), str(port.get("published", "")), str(port["target"])
+    parts = port.split(":")
+    if len(parts) < 3:  # "8500" or "8500:8500" publish on every interface
+        return "", parts[0], parts[-1]
+    return ":".join(parts[:-2]), parts[-2], parts[-1]
+
+
 def test_docker_compose_mounts_the_push_directory_and_sets_the_flags():
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     [service] = compose["services"].values()
     assert service["image"] == "tensorflow/serving:2.16.1"
     mounts = {m["target"]: m for m in service["volumes"]}
+    assert all(m["read_only"] is True for m in mounts.values())
     models = mounts["/models/clinical_albert"]
-    assert models["read_only"] is True and models["source"].endswith("/serving}")
+    assert models["source"].endswith("/serving}")
     flags = dict(arg.lstrip("-").split("=", 1) for arg in service["command"])
     assert flags["model_config_file"] in mounts and flags["batching_parameters_file"] in mounts
     assert Path(mounts[flags["model_config_file"]]["source"]).name == "models.config"
@@ -375,15 +396,38 @@ def test_docker_compose_mounts_the_push_directory_and_sets_the_flags():
     assert (DEPLOY / mounts[flags["batching_parameters_file"]]["source"]).is_file()
     assert flags["enable_batching"] == "true"
     assert int(flags["file_system_poll_wait_seconds"]) > 0
-    assert {"8500:8500", "8501:8501"} <= set(service["ports"])
     assert flags["port"] == "8500" and flags["rest_api_port"] == "8501"
+    # Only gRPC is published, on the host's loopback; REST is used from inside the container only.
+    assert [_published(port) for port in service["ports"]] == [("127.0.0.1", "8500", "8500")]
+    assert "/dev/tcp/127.0.0.1/8501" in service["healthcheck"]["test"][-1]
     assert service["healthcheck"]["test"][0] == "CMD"
+    assert int(service["user"].split(":")[0]) != 0
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+
+
+def test_compose_tls_override_and_ssl_config_example():
+    base = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    tls = yaml.safe_load((DEPLOY / "docker-compose.tls.yml").read_text())["services"]
+    assert set(tls) == set(base)
+    [name] = base
+    # Compose replaces a command list, so the override repeats the base flags and adds one.
+    assert tls[name]["command"] == [*base[name]["command"], "--ssl_config_file=/tls/ssl.config"]
+    assert "ports" not in tls[name]
+    [mount] = tls[name]["volumes"]
+    assert mount["target"] == "/tls/ssl.config" and mount["read_only"] is True
+    assert mount["source"].startswith("${SSL_CONFIG_FILE:?")  # no default: the template is never mounted
+    # The template is the SSLConfig text proto that both servers read, with placeholders, not keys.
+    config = parse_ssl_config((DEPLOY / "ssl.config.example").read_text(), origin="ssl.config.example")
+    assert config.require_client_auth and config.client_ca
+    for pem in (config.server_key, config.server_cert, config.client_ca):
+        [body] = pem.decode().splitlines()[1:-1]
+        assert body.startswith("REPLACE WITH"), body
 
 
 def test_kubernetes_deployment_service_and_config():
     documents = list(yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()))
     by_kind = {doc["kind"]: doc for doc in documents}
-    assert set(by_kind) == {"ConfigMap", "Deployment", "Service"}
+    assert set(by_kind) == {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
     deployment = by_kind["Deployment"]["spec"]
     assert deployment["replicas"] == 2
     pod = deployment["template"]["spec"]
@@ -409,6 +453,26 @@ def test_kubernetes_deployment_service_and_config():
     assert text_format.Parse(data["batching_parameters.txt"], batching()) == text_format.Parse(
         (DEPLOY / "batching_parameters.txt").read_text(), batching()
     )
+    # Only the gRPC port, inside the cluster.
     service = by_kind["Service"]["spec"]
+    grpc_port = {p["name"]: p["containerPort"] for p in container["ports"]}["grpc"]
+    assert service["type"] == "ClusterIP"
     assert service["selector"] == deployment["selector"]["matchLabels"]
-    assert {p["port"] for p in service["ports"]} == {8500, 8501}
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["ports"]] == [("grpc", 8500, "grpc")]
+    assert grpc_port == 8500
+    # The NetworkPolicy isolates the serving pods: gRPC from labelled clients in, nothing else in or out.
+    policy = by_kind["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["template"]["metadata"]["labels"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    [rule] = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"clinical-albert-client": "true"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": grpc_port}]
+    assert policy["egress"] == []
+    # Not root, nothing writable but /tmp, no API token.
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/tmp"} and "emptyDir" in volumes[mounts["/tmp"]["name"]]

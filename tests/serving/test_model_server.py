@@ -4,7 +4,6 @@ batching merges concurrent calls without changing answers, and a config reload s
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import threading
 import time
@@ -15,66 +14,32 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
 from tensorflow_serving.apis import (
-    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
     prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
 from serving.batching import BatchingParameters, load_batching_parameters, parse_batching_parameters
-from serving.model_server import WARMUP_FILE, Limits, ModelServer, ServableVersion, _arguments
+from serving.model_server import ModelServer, _arguments
 from serving.models_config import ModelEntry, VersionPolicy, parse_models_config
-from tests.serving.fake_export import build_export, publish_corrupt_version, publish_version
-
-MODEL = "clinical_albert"
-V1_LABELS = ["cardiology", "neurology", "orthopedic"]
-V2_LABELS = ["v2-cardiology", "v2-neurology", "v2-orthopedic"]
-NOTES = [
-    "Chief complaint: cough for three days, no fever.",
-    "Follow-up after right knee arthroscopy; wound healing well.",
-    "Headache with photophobia. Neurologic exam normal.",
-]
-State = get_model_status_pb2.ModelVersionStatus.State
-LIMITS = Limits(max_batch_size=8, max_note_chars=500, max_message_bytes=1 << 20)
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict[int, Path]:
-    root = tmp_path_factory.mktemp("exports")
-    return {
-        1: build_export(root / "v1", V1_LABELS, seed=0),
-        2: build_export(root / "v2", V2_LABELS, seed=1),
-    }
-
-
-@contextlib.contextmanager
-def running(
-    models: list[ModelEntry],
-    poll_seconds: float = 0.0,
-    limits: Limits = LIMITS,
-    batching: BatchingParameters | None = None,
-):
-    """A started server with its two stubs; always stopped and its channel closed."""
-    server = ModelServer(models, port=0, poll_seconds=poll_seconds, limits=limits, batching=batching)
-    channel = None
-    try:
-        port = server.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        yield (
-            server,
-            prediction_service_pb2_grpc.PredictionServiceStub(channel),
-            model_service_pb2_grpc.ModelServiceStub(channel),
-        )
-    finally:
-        if channel is not None:
-            channel.close()
-        server.stop(grace_seconds=1.0)
+from serving.servable import WARMUP_FILE, ServableVersion
+from tests.serving.fake_export import publish_corrupt_version, publish_version
+from tests.serving.harness import (
+    MODEL,
+    NOTES,
+    V1_LABELS,
+    V2_LABELS,
+    State,
+    classify_request,
+    config_text,
+    in_process,
+    predict_request,
+    reload_config,
+    running,
+    status_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,50 +51,12 @@ def served(exports, tmp_path_factory):
         yield stubs
 
 
-def classify_request(notes) -> classification_pb2.ClassificationRequest:
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = MODEL
-    for note in notes:
-        example = request.input.example_list.examples.add()
-        example.features.feature["text"].bytes_list.value.append(note.encode())
-    return request
-
-
-def predict_request(notes, model: str = MODEL, **spec) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    for key, value in spec.items():
-        if key == "version":
-            request.model_spec.version.value = value
-        else:
-            setattr(request.model_spec, key, value)
-    request.inputs["text"].CopyFrom(tf.make_tensor_proto(notes, dtype=tf.string))
-    return request
-
-
-def in_process(export: Path, notes: list[str]) -> dict[str, np.ndarray]:
-    outputs = tf.saved_model.load(str(export)).signatures["serving_default"](text=tf.constant(notes))
-    return {key: value.numpy() for key, value in outputs.items()}
-
-
-def status_of(model_stub, version: int | None = None) -> dict[int, tuple[int, int, str]]:
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = MODEL
-    if version is not None:
-        request.model_spec.version.value = version
-    response = model_stub.GetModelStatus(request, timeout=10)
-    return {
-        s.version: (s.state, s.status.error_code, s.status.error_message)
-        for s in response.model_version_status
-    }
-
-
 def test_predict_equals_in_process_model(served, exports):
     _, predict_stub, _ = served
     response = predict_stub.Predict(predict_request(NOTES), timeout=10)
     expected = in_process(exports[1], NOTES)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected["probabilities"])
-    assert [n.decode() for n in tf.make_ndarray(response.outputs["label_names"])] == V1_LABELS
+    assert tf.make_ndarray(response.outputs["label_names"]).astype(str).tolist() == [V1_LABELS] * len(NOTES)
     assert response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "serving_default"
 
@@ -272,7 +199,7 @@ def test_rollout_under_load_then_corrupt_version(exports, tmp_path):
             sent[0] += 1
             try:
                 response = stub.Predict(predict_request(NOTES[:2]), timeout=10)
-                first_labels.append(tf.make_ndarray(response.outputs["label_names"])[0].decode())
+                first_labels.append(tf.make_ndarray(response.outputs["label_names"])[0, 0].decode())
             except grpc.RpcError as error:
                 failures.append(error.code())
 
@@ -340,7 +267,7 @@ def test_all_versions_policy_serves_each_version_by_number(exports, tmp_path):
                 predict_stub.Predict(predict_request(NOTES[:1], version=version), timeout=10).outputs[
                     "label_names"
                 ]
-            )[0].decode()
+            )[0, 0].decode()
             for version in (1, 2)
         }
         latest = predict_stub.Predict(predict_request(NOTES[:1]), timeout=10).model_spec.version.value
@@ -418,20 +345,6 @@ BATCHING = BatchingParameters(
 )
 
 
-@pytest.fixture
-def signature_calls(monkeypatch) -> list[int]:
-    """The batch size of every signature call the server makes (a hook around the real call)."""
-    sizes: list[int] = []
-    real = ServableVersion.call_signature
-
-    def counted(self, name, inputs):
-        sizes.append(len(next(iter(inputs.values()))))
-        return real(self, name, inputs)
-
-    monkeypatch.setattr(ServableVersion, "call_signature", counted)
-    return sizes
-
-
 @pytest.fixture(scope="module")
 def batched(exports, tmp_path_factory):
     """A server with batching on (batches of up to 6 rows, 0.5 s timeout) serving version 1."""
@@ -485,7 +398,9 @@ def test_batching_merges_concurrent_requests_with_unbatched_answers(batched, exp
         expected = in_process(exports[1], batch)
         got = tf.make_ndarray(response.outputs["probabilities"])
         np.testing.assert_allclose(got, expected["probabilities"], rtol=1e-5)
-        assert [n.decode() for n in tf.make_ndarray(response.outputs["label_names"])] == V1_LABELS
+        assert tf.make_ndarray(response.outputs["label_names"]).astype(str).tolist() == [V1_LABELS] * len(
+            batch
+        )
     print(
         f"\nbatching: {len(notes)} requests answered by {len(signature_calls)} call(s) of {signature_calls}"
     )
@@ -549,19 +464,6 @@ def test_full_batch_queue_answers_unavailable(exports, tmp_path, monkeypatch):
     assert answered == [1, 1]
 
 
-def _reload(model_stub, text: str) -> model_management_pb2.ReloadConfigResponse:
-    request = model_management_pb2.ReloadConfigRequest()
-    text_format.Parse(text, request.config)
-    return model_stub.HandleReloadConfigRequest(request, timeout=30)
-
-
-def _config(*models: tuple[str, Path, str]) -> str:
-    configs = " ".join(
-        f'config {{ name: "{name}" base_path: "{base}" {policy} }}' for name, base, policy in models
-    )
-    return f"model_config_list {{ {configs} }}"
-
-
 def test_reload_config_swaps_models_and_keeps_unchanged_ones(exports, tmp_path):
     bases = {name: tmp_path / name for name in ("kept", "policy", "removed", "added")}
     for name, base in bases.items():
@@ -569,7 +471,7 @@ def test_reload_config_swaps_models_and_keeps_unchanged_ones(exports, tmp_path):
             if name != "kept" or version == 1:
                 publish_version(export, base, version)
     initial = [ModelEntry(name, str(bases[name])) for name in ("kept", "policy", "removed")]
-    with running(initial) as (server, predict_stub, model_stub):
+    with running(initial, allow_reload=True) as (server, predict_stub, model_stub):
         kept_before = server.models["kept"].get(None)
 
         def served_versions(name: str) -> dict[int, int]:
@@ -580,20 +482,20 @@ def test_reload_config_swaps_models_and_keeps_unchanged_ones(exports, tmp_path):
 
         assert served_versions("policy") == {2: State.AVAILABLE}
         invalid = [
-            _config(("kept", bases["kept"], ""), ("kept", bases["added"], "")),
-            _config(("kept", bases["kept"], "model_version_policy { specific {} }")),
+            config_text(("kept", bases["kept"], ""), ("kept", bases["added"], "")),
+            config_text(("kept", bases["kept"], "model_version_policy { specific {} }")),
             "model_config_list {}",
         ]
         for text in invalid:
             with pytest.raises(grpc.RpcError) as error:
-                _reload(model_stub, text)
+                reload_config(model_stub, text)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert sorted(server.models) == ["kept", "policy", "removed"]
         assert served_versions("policy") == {2: State.AVAILABLE}
 
-        response = _reload(
+        response = reload_config(
             model_stub,
-            _config(
+            config_text(
                 ("kept", bases["kept"], ""),
                 ("policy", bases["policy"], "model_version_policy { specific { versions: 1 } }"),
                 ("added", bases["added"], "model_version_policy { all {} }"),
@@ -604,7 +506,7 @@ def test_reload_config_swaps_models_and_keeps_unchanged_ones(exports, tmp_path):
         assert served_versions("policy") == {1: State.AVAILABLE, 2: State.END}
         assert served_versions("added") == {1: State.AVAILABLE, 2: State.AVAILABLE}
         added_v1 = predict_stub.Predict(predict_request(NOTES[:1], model="added", version=1), timeout=10)
-        assert tf.make_ndarray(added_v1.outputs["label_names"])[0].decode() == V1_LABELS[0]
+        assert tf.make_ndarray(added_v1.outputs["label_names"])[0, 0].decode() == V1_LABELS[0]
         with pytest.raises(grpc.RpcError) as error:
             predict_stub.Predict(predict_request(NOTES[:1], model="removed"), timeout=10)
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
