@@ -25,7 +25,9 @@ MTSAMPLES_SPECIALTIES = (
 )  # fmt: skip
 
 TASKS = ("note_classification", "token_classification")
-CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir")
+CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2")
+#: Formats whose every record carries its entity spans (i2b2's XML tags), with no `spans_key` to set.
+SPAN_FORMATS = ("i2b2",)
 #: Each format's reader settings when `reader_config` is empty (components/clinical_example_gen/readers.py):
 #: the CSV defaults are MTSamples' columns, the bundled sample's; the other readers have defaults of
 #: their own (MIMIC's NOTEEVENTS columns, JSON keys "id"/"text", FHIR's DocumentReference.type labels).
@@ -40,6 +42,7 @@ READER_DEFAULTS: dict[str, dict[str, Any]] = {
     "text_dir": {},
     "jsonl": {},
     "fhir": {},
+    "i2b2": {},
 }
 VOCAB_SIZE_FITS = ("error", "lower")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +58,7 @@ class PipelineConfig:
 
     # -- corpus (the clinical ExampleGen) ---------------------------------------------------------
     corpus_path: str = os.path.join(SAMPLE_CORPUS, "mtsamples_sample.csv")
-    corpus_format: str = "csv"  # csv, mimic, text_dir, jsonl, fhir
+    corpus_format: str = "csv"  # csv, mimic, text_dir, jsonl, fhir, i2b2
     # Reader settings for the format (components/clinical_example_gen/readers.py), e.g. for CSV which
     # columns hold the id, the text, the label and the group that splits must not divide. Empty: the
     # format's own defaults (READER_DEFAULTS), so changing the format changes them; see reader_settings.
@@ -63,6 +66,8 @@ class PipelineConfig:
     # Split name -> relative weight; groups (patients, samples) never straddle splits.
     splits: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 8, "eval": 1, "test": 1})
     max_note_bytes: int = 1_000_000
+    # ScrubberConfig fields (components/clinical_text/scrub.py), e.g. {"tagger_export_dir": ...} to run
+    # a learned PHI tagger beside the rules. Empty: its defaults.
     scrubber_config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     # -- validation -------------------------------------------------------------------------------
@@ -136,8 +141,12 @@ class PipelineConfig:
             problems.append(f"task must be one of {TASKS}, received {self.task!r}")
         if self.task == "token_classification" and not self.entity_types:
             problems.append("token_classification needs entity_types (the span types, in label order)")
-        if self.task == "token_classification" and not self.reader_settings.get("spans_key"):
-            problems.append("token_classification needs reader_config.spans_key (jsonl): where the spans are")
+        spans_given = self.corpus_format in SPAN_FORMATS or self.reader_settings.get("spans_key")
+        if self.task == "token_classification" and not spans_given:
+            problems.append(
+                "token_classification needs reader_config.spans_key (jsonl) or an i2b2 corpus: where the "
+                "spans are"
+            )
         if "train" not in self.splits or "eval" not in self.splits:
             problems.append(f"splits must include train and eval, received {sorted(self.splits)}")
         for name in ("pretrain_steps", "finetune_steps", "seq_length", "vocab_size"):

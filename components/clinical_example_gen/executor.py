@@ -31,6 +31,7 @@ from components.clinical_example_gen.examples import to_example
 from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject, Skipped
 from components.clinical_example_gen.split import DEFAULT_SPLITS, Splits, parse_splits, split_index
 from components.clinical_example_gen.text_steps import TextSteps
+from components.clinical_text import phi_tagger
 
 EXAMPLES_KEY = "examples"
 REPORT_KEY = "report"
@@ -215,11 +216,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     ) -> None:
         """Runs the ingest pipeline, then writes summary.json once the accounting holds.
 
-        Raises ValueError for bad parameters, FileNotFoundError for a missing input_base and
-        report.AccountingError if an input record was lost.
+        Raises ValueError for bad parameters, FileNotFoundError for a missing input_base or
+        de-identification tagger export, and report.AccountingError if an input record was lost.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         params = IngestParams.from_exec_properties(exec_properties)
+        tagger_dir = params.scrubber_config.get("tagger_export_dir")
+        if tagger_dir:
+            # Before Beam starts: each worker loads it in setup, where a missing folder reads worse.
+            phi_tagger.check_export_dir(tagger_dir)
         files = readers.list_input_files(params.input_base, params.input_format)
         if not files:
             suffixes = ", ".join(readers.FILE_SUFFIXES[params.input_format])

@@ -7,7 +7,8 @@ formats. Replacements are counted per typed token for the ingest report.
 
 Entity spans (token classification) ride through the steps as two private-use characters around each
 mention, so that every change of length before or inside a mention moves its span with it; after
-scrubbing the marks are taken out and the spans read off. A note whose marks do not come out in pairs
+scrubbing the marks are taken out and the spans read off (a learned tagger's findings are split around
+any mark they cover, so that they cannot remove one). A note whose marks do not come out in pairs
 (a step removed one), or whose mention came out empty, is rejected as `bad entity spans`, never kept
 with spans that point at the wrong text.
 """
@@ -15,12 +16,12 @@ with spans that point at the wrong text.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from components.clinical_example_gen import records
 from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject, Span
-from components.clinical_text import normalize, scrub, segment
+from components.clinical_text import normalize, phi_tagger, scrub, segment
 
 SPAN_OPEN, SPAN_CLOSE = "\ue000", "\ue001"
 
@@ -68,15 +69,48 @@ def unmark_spans(marked: str, types: list[str]) -> tuple[str, tuple[Span, ...]] 
     return joined, tuple(result)
 
 
+class _MarksStay:
+    """A tagger whose spans never take in a span mark: a span is split around any mark inside it (and
+    the parts trimmed of whitespace), so that replacing it cannot remove a mark and lose the note's
+    entity spans."""
+
+    def __init__(self, tagger: scrub.PhiTagger) -> None:
+        self._tagger = tagger
+
+    def tag(self, text: str) -> Iterator[tuple[int, int, str]]:
+        for start, end, kind in self._tagger.tag(text):
+            part = start
+            for position in range(start, end + 1):
+                if position == end or text[position] in (SPAN_OPEN, SPAN_CLOSE):
+                    first, last = part, position
+                    while first < last and text[first].isspace():
+                        first += 1
+                    while last > first and text[last - 1].isspace():
+                        last -= 1
+                    if last > first:
+                        yield first, last, kind
+                    part = position + 1
+
+
+def taggers(config: scrub.ScrubberConfig) -> list[scrub.PhiTagger]:
+    """The learned taggers `config` names (`tagger_export_dir`), loaded."""
+    if not config.tagger_export_dir:
+        return []
+    tagger = phi_tagger.TokenTagger(config.tagger_export_dir, kinds=dict(config.tagger_kinds))
+    return [_MarksStay(tagger)]
+
+
 class TextStepError(RuntimeError):
     """A processing step failed on a record; names the record, never its text."""
 
 
 class TextSteps:
-    """Processes `NoteRecord`s into `ProcessedNote`s with one scrubber, built once."""
+    """Processes `NoteRecord`s into `ProcessedNote`s with one scrubber, built once, with the tagger that
+    `scrubber_config` may name (the executor builds the steps in its DoFn's setup, not per record)."""
 
     def __init__(self, scrubber_config: Mapping[str, Any] | None = None) -> None:
-        self._scrubber = scrub.Scrubber(scrub.ScrubberConfig.from_dict(dict(scrubber_config or {})))
+        config = scrub.ScrubberConfig.from_dict(dict(scrubber_config or {}))
+        self._scrubber = scrub.Scrubber(config, taggers=taggers(config))
 
     def __call__(self, record: NoteRecord) -> ProcessedNote | Reject:
         try:

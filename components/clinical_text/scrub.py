@@ -29,6 +29,10 @@ What they cover (each switchable in `ScrubberConfig`):
   initials, so "Dr. Trask" and MTSamples' "Dr. X" both become "Dr. [NAME]". On by default because a
   capitalised word after a title is nearly always a name; names without a title are out of scope.
 
+A learned tagger can run beside the rules (`taggers`, or `tagger_export_dir` in ingestion): its findings
+join theirs. `phi_tagger.TokenTagger` runs a model of the pipeline's token-classification task, trained
+for instance on an i2b2/n2c2 2014 corpus.
+
 Typed tokens already in the text (`[DATE]`) are never matched again, so scrubbing is idempotent.
 Nothing here logs or raises with note text.
 """
@@ -93,6 +97,13 @@ class ScrubberConfig:
     #: Site-specific identifiers: (regular expression, typed token) pairs, e.g.
     #: `(r"\bSTUDY-\d{5}\b", "[ID]")`. The token must be one of `phi_tokens.PHI_TOKENS`.
     extra_patterns: tuple[tuple[str, str], ...] = ()
+    #: A learned tagger run beside the rules (the union of findings): the SavedModel folder of one
+    #: pushed version of a token-classification model (see `phi_tagger`); "" for the rules alone.
+    #: Ingestion (`TextSteps`) loads it once per worker; a `Scrubber` runs only the taggers it is given.
+    tagger_export_dir: str = ""
+    #: The tagger's entity type -> kind (a `KIND_TOKENS` key, "other" for `[PHI]`, or null to keep the
+    #: text), over `phi_tagger.I2B2_KINDS`, e.g. `{"STATE": "location"}`.
+    tagger_kinds: tuple[tuple[str, str | None], ...] = ()
 
     def __post_init__(self) -> None:
         errors = []
@@ -130,8 +141,32 @@ class ScrubberConfig:
                 re.compile(pattern)
             except re.error as error:
                 errors.append(f"extra_patterns[{index}] is not a valid regular expression: {error}")
+        if not isinstance(self.tagger_export_dir, str):
+            errors.append("tagger_export_dir must be a string")
+        errors += self._check_tagger_kinds()
         if errors:
             raise ValueError("invalid ScrubberConfig: " + "; ".join(errors))
+
+    def _check_tagger_kinds(self) -> list[str]:
+        """Stores `tagger_kinds` as sorted (type, kind) pairs (JSON gives an object); what is wrong."""
+        kinds = self.tagger_kinds
+        if isinstance(kinds, Mapping):
+            kinds = kinds.items()
+        try:
+            pairs = tuple(sorted((tuple(pair) for pair in kinds), key=lambda pair: str(pair[0])))
+        except (TypeError, IndexError):
+            return ["tagger_kinds must map entity types to kinds"]
+        object.__setattr__(self, "tagger_kinds", pairs)
+        allowed = {*KIND_TOKENS, OTHER_KIND}
+        wrong = [
+            pair
+            for pair in pairs
+            if len(pair) != 2 or not isinstance(pair[0], str) or not (pair[1] is None or pair[1] in allowed)
+        ]
+        if wrong:
+            names = ", ".join(sorted(allowed))
+            return [f"tagger_kinds must map entity types to one of {names} or null, got {wrong}"]
+        return []
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScrubberConfig:
@@ -147,6 +182,7 @@ class ScrubberConfig:
         """The config as a JSON-ready dict; `from_dict(to_dict())` gives it back."""
         values = dataclasses.asdict(self)
         values["extra_patterns"] = [list(pair) for pair in self.extra_patterns]
+        values["tagger_kinds"] = dict(self.tagger_kinds)
         return values
 
 
@@ -474,11 +510,14 @@ KIND_TOKENS = {
     "hospital": phi_tokens.HOSPITAL,
     "contact": phi_tokens.CONTACT,
 }
+#: The kind of a tagger's finding that is none of `KIND_TOKENS`: replaced by `[PHI]`.
+OTHER_KIND = "other"
 
 
 class PhiTagger(Protocol):
     """A learned tagger run beside the rules: yields (start, end, kind) spans of `text`, kind being one
-    of `KIND_TOKENS` (anything else becomes `[PHI]`). See `phi_tagger.TokenTagger`."""
+    of `KIND_TOKENS` (anything else becomes `[PHI]`). See `phi_tagger.TokenTagger`, which runs a model
+    of the pipeline's token-classification task."""
 
     def tag(self, text: str) -> Iterable[tuple[int, int, str]]: ...
 
