@@ -346,10 +346,8 @@ def _note(
     text = _document_text(parsed, config, reject)
     if isinstance(text, Reject):
         return text
-    if not text.strip():
-        return reject(records.EMPTY_TEXT)
-    if len(text.encode("utf-8")) > max_note_bytes:
-        return reject(records.OVERSIZE)
+    if problem := records.text_problem(text, max_note_bytes):
+        return reject(problem)
     note_type, type_code = _note_type(parsed)
     metadata = {
         "note_type": note_type,

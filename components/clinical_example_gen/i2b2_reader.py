@@ -83,11 +83,8 @@ def read_i2b2(
         )
         return
     text, spans = parsed
-    if not text.strip():
-        yield Reject(name, records.EMPTY_TEXT)
-        return
-    if len(text.encode("utf-8")) > max_note_bytes:
-        yield Reject(name, records.OVERSIZE)
+    if problem := records.text_problem(text, max_note_bytes):
+        yield Reject(name, problem)
         return
     stem = posixpath.basename(name).rsplit(".", 1)[0]
     yield NoteRecord(

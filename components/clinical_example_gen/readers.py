@@ -214,10 +214,8 @@ def _csv_note(
     if not note_id:
         return Reject(locator, records.MISSING_FIELD, config.id_column)
     text = fields[columns[config.text_column]]
-    if not text.strip():
-        return Reject(locator, records.EMPTY_TEXT)
-    if len(text.encode("utf-8")) > max_note_bytes:
-        return Reject(locator, records.OVERSIZE)
+    if problem := records.text_problem(text, max_note_bytes):
+        return Reject(locator, problem)
     label = value(config.label_column)
     metadata = {key: value(column) for key, column in config.metadata_columns.items() if value(column)}
     return NoteRecord(
@@ -315,10 +313,8 @@ def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int
     text = obj.get(config.text_key)
     if not isinstance(text, str):
         return Reject(locator, records.MISSING_FIELD, config.text_key)
-    if not text.strip():
-        return Reject(locator, records.EMPTY_TEXT)
-    if len(text.encode("utf-8", errors="surrogatepass")) > max_note_bytes:
-        return Reject(locator, records.OVERSIZE)
+    if problem := records.text_problem(text, max_note_bytes):
+        return Reject(locator, problem)
     raw_labels = obj.get(config.labels_key) if config.labels_key else None
     listed = raw_labels if isinstance(raw_labels, list) else [raw_labels]
     labels = tuple(label for label in map(_scalar, listed) if label)
@@ -435,11 +431,8 @@ def read_text_file(path: str, name: str, config: TextDirConfig, max_note_bytes: 
     except UnicodeDecodeError:
         yield Reject(name, records.UNREADABLE_ENCODING)
         return
-    if not text.strip():
-        yield Reject(name, records.EMPTY_TEXT)
-        return
-    if len(text.encode("utf-8")) > max_note_bytes:
-        yield Reject(name, records.OVERSIZE)
+    if problem := records.text_problem(text, max_note_bytes):
+        yield Reject(name, problem)
         return
     parent = posixpath.basename(posixpath.dirname(name))
     yield NoteRecord(

@@ -124,3 +124,13 @@ class ProcessedNote:
     locator: str
     #: The record's spans, moved to this text (see `NoteRecord.spans`).
     spans: tuple[Span, ...] | None = None
+
+
+def text_problem(text: str, max_note_bytes: int) -> str | None:
+    """The reason a note's text cannot be kept (empty, or over `max_note_bytes` in UTF-8), or None.
+    Lone surrogates (JSON allows them) are counted as the bytes they would take."""
+    if not text.strip():
+        return EMPTY_TEXT
+    if len(text.encode("utf-8", errors="surrogatepass")) > max_note_bytes:
+        return OVERSIZE
+    return None
