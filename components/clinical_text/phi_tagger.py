@@ -45,6 +45,10 @@ import numpy as np
 import tensorflow as tf
 
 from components.clinical_text.scrub import KIND_TOKENS, OTHER_KIND
+from components.sentencepiece_tokenizer.token_labels import OUTSIDE, entity_spans
+
+#: The id of a position that belongs to no entity and ends one, as `entity_spans` reads it.
+IGNORED = -1
 
 #: The i2b2/n2c2 2014 TYPE names (and, for `use_category` corpora, the category names) -> scrubber
 #: kinds. None: not an identifier under Safe Harbor, so the text stays.
@@ -100,22 +104,25 @@ def age_is_phi(value: str) -> bool:
 def bio_entities(
     labels: Sequence[str], starts: Sequence[int], ends: Sequence[int]
 ) -> list[tuple[int, int, str]]:
-    """(start, end, type) of each entity in one row of per-position BIO label names and piece offsets.
+    """(start, end, type) of each entity in one row of per-position BIO label names and piece offsets,
+    in text order, read as the Evaluator reads them (`token_labels.entity_spans`).
 
     Positions with a negative start ([CLS], [SEP], padding) belong to no entity and end one.
     """
-    entities: list[list] = []
-    current: list | None = None
-    for label, start, end in zip(labels, starts, ends, strict=True):
-        prefix, _, kind = label.partition("-")
-        if start < 0 or prefix not in ("B", "I"):
-            current = None
-        elif prefix == "I" and current is not None and current[2] == kind:
-            current[1] = end
+    types = list(dict.fromkeys(label[2:] for label in labels if label[:2] in ("B-", "I-")))
+    index = {kind: number for number, kind in enumerate(types)}
+    ids = []  # `token_labels`' layout: O, then B and I of each type in turn
+    for label, start in zip(labels, starts, strict=True):
+        if start < 0:
+            ids.append(IGNORED)
+        elif label[:2] in ("B-", "I-"):
+            ids.append(1 + 2 * index[label[2:]] + (label[0] == "I"))
         else:
-            current = [start, end, kind]
-            entities.append(current)
-    return [(int(start), int(end), kind) for start, end, kind in entities]
+            ids.append(OUTSIDE)
+    return [
+        (int(starts[first]), int(ends[last - 1]), types[kind])
+        for first, last, kind in sorted(entity_spans(ids))
+    ]
 
 
 def _char_of_byte(text: str) -> np.ndarray:
