@@ -82,11 +82,7 @@ class _MarksStay:
             part = start
             for position in range(start, end + 1):
                 if position == end or text[position] in (SPAN_OPEN, SPAN_CLOSE):
-                    first, last = part, position
-                    while first < last and text[first].isspace():
-                        first += 1
-                    while last > first and text[last - 1].isspace():
-                        last -= 1
+                    first, last = phi_tagger.strip_span(text, part, position)
                     if last > first:
                         yield first, last, kind
                     part = position + 1

@@ -173,12 +173,18 @@ def _restart(text: str, start: int, stop: int) -> int:
     return word if text[word - 1].isspace() else restart
 
 
-def _word_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """[start, end) without whitespace at its edges, widened to whole words; None if only whitespace."""
+def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) without whitespace at its edges (empty, start == end, if it held only whitespace)."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
+    return start, end
+
+
+def _word_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """[start, end) without whitespace at its edges, widened to whole words; None if only whitespace."""
+    start, end = strip_span(text, start, end)
     if start == end:
         return None
     while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
