@@ -94,9 +94,7 @@ class FhirConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> FhirConfig:
-        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"fhir reader config: unknown keys {sorted(unknown)}")
+        records.check_config_keys("fhir", config, cls)
         return cls(**config)
 
 

@@ -30,9 +30,7 @@ class I2b2Config:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> I2b2Config:
-        unknown = set(config) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"i2b2 reader config: unknown keys {sorted(unknown)}")
+        records.check_config_keys("i2b2", config, cls)
         return cls(**config)
 
 

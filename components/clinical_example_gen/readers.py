@@ -65,12 +65,6 @@ _JSON_ESCAPE_FACTOR = 6
 _LOCATOR_ID_CHARS = 40
 
 
-def _check_keys(kind: str, given: Mapping[str, Any], allowed: type) -> None:
-    unknown = set(given) - {f.name for f in dataclasses.fields(allowed)}
-    if unknown:
-        raise ValueError(f"{kind} reader config: unknown keys {sorted(unknown)}")
-
-
 @dataclasses.dataclass(frozen=True)
 class CsvConfig:
     """Which CSV columns hold what. Header names match exactly, else case-insensitively."""
@@ -91,7 +85,7 @@ class CsvConfig:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], base: CsvConfig | None = None) -> CsvConfig:
         """Builds a config from JSON fields, on top of `base` when given (e.g. to regroup MIMIC)."""
-        _check_keys("csv", config, cls)
+        records.check_config_keys("csv", config, cls)
         if base is not None:
             return dataclasses.replace(base, **config)
         if "id_column" not in config or "text_column" not in config:
@@ -291,7 +285,7 @@ class JsonlConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> JsonlConfig:
-        _check_keys("jsonl", config, cls)
+        records.check_config_keys("jsonl", config, cls)
         return cls(**config)
 
 
@@ -398,7 +392,7 @@ class TextDirConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TextDirConfig:
-        _check_keys("text_dir", config, cls)
+        records.check_config_keys("text_dir", config, cls)
         made = cls(**config)
         if made.group_pattern is not None:
             try:

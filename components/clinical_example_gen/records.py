@@ -134,3 +134,10 @@ def text_problem(text: str, max_note_bytes: int) -> str | None:
     if len(text.encode("utf-8", errors="surrogatepass")) > max_note_bytes:
         return OVERSIZE
     return None
+
+
+def check_config_keys(kind: str, given: Mapping[str, Any], allowed: type) -> None:
+    """Raises ValueError naming the keys of a `kind` reader's config that dataclass `allowed` lacks."""
+    unknown = set(given) - {field.name for field in dataclasses.fields(allowed)}
+    if unknown:
+        raise ValueError(f"{kind} reader config: unknown keys {sorted(unknown)}")
