@@ -52,6 +52,7 @@ def build_config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline import runners
+    from pipeline.configs import CORPUS_FORMATS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="JSON file of PipelineConfig fields")
     run.add_argument("--output-dir")
     run.add_argument("--corpus", help="corpus file or folder")
-    run.add_argument("--corpus-format", choices=("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2"))
+    run.add_argument("--corpus-format", choices=CORPUS_FORMATS)
     run.add_argument("--preset", help="ALBERT preset")
     run.add_argument("--pretrain-steps", type=int)
     run.add_argument("--finetune-steps", type=int)

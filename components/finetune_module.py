@@ -17,17 +17,37 @@ and batched) in the client copy beside it, which ServingCheck checks and the Pus
 Warmup requests for TF Serving are written to assets.extra.
 
 custom_config: batch_size, learning_rate, eval_steps, seed, label_names (optional: the classes in id
-order; else the Transform's label vocabulary), task ("note_classification", the default, or
-"token_classification").
+order; else the Transform's label vocabulary), task ("note_classification", the default,
+"multi_label_classification", "text_pair_classification" or "token_classification").
+
+Text-pair classification (task="text_pair_classification") trains as note classification on
+`[CLS] text [SEP] text_b [SEP]`; its serving_default takes `text` and `text_b`, string [batch] each,
+and its classify signature tf.Examples holding both.
+
+Multi-label classification (task="multi_label_classification") trains independent sigmoids on the
+Transform's `label_set`, then chooses each label's threshold for its F1 on the whole eval split
+(`components/thresholds.py`) and stores them in the model. Its serving_default answers probabilities
+[batch, labels], predicted [batch, labels] (1 where the probability reaches the label's threshold)
+and label_names; classify answers the probabilities as scores; predict_examples answers
+decision_scores, the probabilities mapped so that 0.5 is each label's threshold (the Evaluator's cut).
 
 Token classification (task="token_classification", with entity_types and tokenizer_dir, which
-TokenizedTrainer adds) trains an AlbertTokenClassifier on the Transform's `token_labels` (BIO ids per
-packed position) and exports:
-    serving_default     text: string [batch] -> probabilities [batch, seq, labels], label_ids
-                        [batch, seq] (argmax), piece_starts / piece_ends [batch, seq] (UTF-8 byte
-                        offsets of each position's piece in normalized_text; -1 at [CLS], [SEP] and
-                        padding), normalized_text [batch] (the text after in-graph NFKC and space
-                        normalization, which the offsets index), label_names [batch, labels]
+TokenizedTrainer adds) trains an AlbertTokenClassifier on the Transform's `token_labels` (the BIO id of
+each word at its first piece) and exports:
+    serving_default     text: string [batch] -> the entities of each text, read at its words' first
+                        pieces with conlleval's rules (`word_entities.decode_entities`):
+                            num_entities    int64 [batch]
+                            entity_starts   int64 [batch, max entities]: Unicode code point offsets
+                            entity_ends     into the exact string sent (end exclusive); -1 past
+                                            num_entities
+                            entity_types    string [batch, max entities] ("" past num_entities)
+                            entity_scores   float32 [batch, max entities]: mean probability of the
+                                            entity's word labels
+                        and the per-piece reading, for tools that window text themselves (the
+                        de-identification tagger): label_ids [batch, seq] (argmax per packed
+                        position), piece_starts / piece_ends [batch, seq] (UTF-8 byte offsets of each
+                        position's piece in the text sent; -1 at [CLS], [SEP] and padding),
+                        label_names [batch, labels]. Pieces past seq - 2 are not read.
     predict_examples, transform_features   as above, for the Evaluator
 """
 
@@ -36,6 +56,7 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -44,9 +65,21 @@ from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier
 from albert_keras.pretrain_loop import pretrain
 from components import model_layout, trainer_common
 from components.pretrain_module import PRETRAINER_FILE
+from components.sentencepiece_tokenizer import windows as windows_lib
 from components.sentencepiece_tokenizer.token_labels import pack_labels
-from components.sentencepiece_tokenizer.tokenize_graph import make_tokenizer
-from components.transform_module import LABEL_VOCABULARY, normalize_in_graph, read_model_proto
+from components.sentencepiece_tokenizer.tokenize_graph import SpecialIds, make_tokenizer, pack
+from components.sentencepiece_tokenizer.windows import WindowSpec
+from components.sentencepiece_tokenizer.word_entities import decode_entities, word_starts
+from components.thresholds import MAX_THRESHOLD, MIN_THRESHOLD, choose_thresholds
+from components.transform_module import (
+    LABEL_SET,
+    LABEL_VOCABULARY,
+    MULTI_LABEL_TASK,
+    PAIR_TASK,
+    TEXT_B,
+    read_model_proto,
+    window_spec,
+)
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 TEXT_FEATURE = "text"
@@ -54,26 +87,63 @@ CLIENT_SIGNATURES = ("serving_default", "classify")
 LABEL = "label"
 TOKEN_LABELS = "token_labels"
 TOKEN_TASK = "token_classification"
+#: How an op's error message says that it refused the client's input and is safe to show the client
+#: (it names limits, never input text): the local model server passes such messages through.
+REJECTED = "rejected: "
+#: How a note task pools its windows' logits into the note's.
+POOLINGS = ("mean", "max")
+#: The multi-label Evaluator signature's output (see MultiLabelServingModule).
+DECISION_SCORES = "decision_scores"
 WARMUP_NOTES = (
     "Chief complaint: chest pain for two days. No fever.",
     "The patient is a 45-year-old woman seen in follow-up after knee arthroscopy.",
     "MRI of the lumbar spine shows a disc bulge at L4-5 without stenosis.",
 )
+#: A pair model's second texts for the warmup requests, one per note.
+WARMUP_PASSAGES = (
+    "Does chest pain with a normal ECG rule out acute coronary syndrome?",
+    "Is early mobilization after arthroscopy safe?",
+    "Are disc bulges without stenosis a cause of chronic low back pain?",
+)
 
 
 def _dataset(
-    files: list[str], feature_spec: dict, batch: int, seed: int | None, target: str = LABEL
+    files: list[str],
+    feature_spec: dict,
+    batch: int,
+    seed: int | None,
+    target: str = LABEL,
+    windows: WindowSpec | None = None,
 ) -> tf.data.Dataset:
-    spec = {k: feature_spec[k] for k in (*INPUTS, target)}
+    """(inputs, target) batches. With `windows`, every window of a note is an example of its own: with
+    the note's label for note tasks, with its own labels for tokens (`window_token_labels`)."""
+    names = [f"window_{k}" for k in INPUTS] if windows else list(INPUTS)
+    target_name = f"window_{target}" if windows and target == TOKEN_LABELS else target
+    spec = {k: feature_spec[k] for k in (*names, target_name)}
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if seed is not None:
         dataset = dataset.shuffle(10_000, seed=seed)
     dataset = dataset.map(lambda raw: tf.io.parse_single_example(raw, spec))
     if target == LABEL:
         dataset = dataset.filter(lambda e: e[LABEL] >= 0)  # notes without a label do not train
-    return dataset.map(
-        lambda e: ({k: tf.cast(e[k], tf.int32) for k in INPUTS}, tf.cast(e[target], tf.int32))
-    ).batch(batch)
+    # Multi-hot targets feed a binary cross-entropy, which takes floats.
+    dtype = tf.float32 if target == LABEL_SET else tf.int32
+    if windows is None:
+        return dataset.map(
+            lambda e: ({k: tf.cast(e[k], tf.int32) for k in INPUTS}, tf.cast(e[target], dtype))
+        ).batch(batch)
+
+    def note_windows(example):
+        seq = feature_spec["token_ids"].shape[0]
+        inputs = {k: tf.reshape(tf.cast(_dense(example[f"window_{k}"]), tf.int32), [-1, seq]) for k in INPUTS}
+        count = tf.shape(inputs["token_ids"])[0]
+        if target == TOKEN_LABELS:
+            labels = tf.reshape(tf.cast(_dense(example[target_name]), dtype), [-1, seq])
+        else:
+            labels = tf.repeat(tf.cast(example[target], dtype)[None], count, axis=0)
+        return tf.data.Dataset.from_tensor_slices((inputs, labels))
+
+    return dataset.flat_map(note_windows).batch(batch)
 
 
 def _pretrained_backbone(fn_args) -> AlbertBackbone:
@@ -86,11 +156,13 @@ def _pretrained_backbone(fn_args) -> AlbertBackbone:
     return keras.saving.load_model(local, safe_mode=True).backbone
 
 
-def _raw_features(raw_spec: dict, texts: tf.Tensor) -> dict:
-    """Raw features as ingestion would give them, for a batch of note texts: text and its length
-    filled in, every other feature empty."""
+def _raw_features(raw_spec: dict, texts: tf.Tensor, texts_b: tf.Tensor | None = None) -> dict:
+    """Raw features as ingestion would give them, for a batch of note texts (and second texts): text
+    and its length filled in, every other feature empty."""
     rows = tf.shape(texts, out_type=tf.int64)[0]
     given = {"text": texts, "num_chars": tf.cast(tf.strings.length(texts, unit="UTF8_CHAR"), tf.int64)}
+    if texts_b is not None:
+        given[TEXT_B] = texts_b
     features = {}
     for name, spec in raw_spec.items():
         if isinstance(spec, tf.io.VarLenFeature):
@@ -113,10 +185,10 @@ def lenient_spec(raw_spec: dict) -> dict:
     """The raw feature spec with a default for every single-valued feature but the note text, so that a
     tf.Example that holds only `text` parses: TF Serving's Classify clients send the note alone, not
     ingestion's ids and counts. A missing feature then reads as "" or 0, which only the slicing keys
-    look at; a missing `text` stays an error naming it, never an empty note."""
+    look at; a missing `text` (or a pair's `text_b`) stays an error naming it, never an empty note."""
     spec = {}
     for name, feature in raw_spec.items():
-        required = name == TEXT_FEATURE
+        required = name in (TEXT_FEATURE, TEXT_B)
         if isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None and not required:
             empty = "" if feature.dtype == tf.string else 0
             feature = tf.io.FixedLenFeature(
@@ -126,24 +198,77 @@ def lenient_spec(raw_spec: dict) -> dict:
     return spec
 
 
-class ServingModule(tf.Module):
-    """The classifier with the Transform graph in front of it, as TF Serving and TFMA call it."""
+def _dense(feature: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    return tf.sparse.to_dense(feature) if isinstance(feature, tf.SparseTensor) else feature
 
-    def __init__(self, classifier: keras.Model, tft_output: tft.TFTransformOutput, label_names: list[str]):
+
+def window_batch(transformed: dict, seq_length: int) -> tuple[dict, tf.Tensor, tf.Tensor]:
+    """The windows of a batch of notes, from the Transform's window features: the model's inputs for
+    the windows that exist, `[windows, seq_length]` int32 (a note's windows in order), each window's
+    note `[windows]`, and the number of notes."""
+    dense = {name: tf.cast(_dense(transformed[f"window_{name}"]), tf.int32) for name in INPUTS}
+    notes = tf.shape(dense["token_ids"], out_type=tf.int64)[0]
+    flat = {name: tf.reshape(value, [-1, seq_length]) for name, value in dense.items()}
+    per_note = tf.shape(flat["token_ids"], out_type=tf.int64)[0] // tf.maximum(notes, 1)
+    exists = tf.reduce_any(flat["padding_mask"] > 0, axis=1)  # empty windows pad the shorter notes
+    note = tf.boolean_mask(tf.range(tf.size(exists, out_type=tf.int64)) // tf.maximum(per_note, 1), exists)
+    return {name: tf.boolean_mask(value, exists) for name, value in flat.items()}, note, notes
+
+
+def cap_message(spec: WindowSpec) -> str:
+    """What a client is told when its note is longer than the model reads whole (INVALID_ARGUMENT)."""
+    return (
+        f"{REJECTED}the note is longer than this model reads: at most {spec.cap} SentencePiece pieces "
+        f"({spec.max_windows} windows; about {spec.cap * 4} characters of English clinical text); "
+        "split it and send the parts"
+    )
+
+
+class ServingModule(tf.Module):
+    """The classifier with the Transform graph in front of it, as TF Serving and TFMA call it. With
+    `windows`, a note is read in overlapping windows whose logits are pooled (`pooling`: mean or max),
+    and a note longer than the windows' cap is refused (INVALID_ARGUMENT, `cap_message`)."""
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        tft_output: tft.TFTransformOutput,
+        label_names: list[str],
+        windows: WindowSpec | None = None,
+        pooling: str = "mean",
+    ):
         super().__init__()
         self.classifier = classifier
         self.tft_layer = tft_output.transform_features_layer()
         self.raw_spec = dict(tft_output.raw_feature_spec())
         self.example_spec = lenient_spec(self.raw_spec)
         self.label_names = tf.constant(label_names)
+        self.seq_length = int(tft_output.transformed_feature_spec()["token_ids"].shape[0])
+        self.windows, self.pooling = windows, pooling
+
+    def _logits(self, transformed: dict) -> tf.Tensor:
+        if self.windows is None:
+            logits = self.classifier({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
+            return tf.cast(logits, tf.float32)
+        inputs, note, notes = window_batch(transformed, self.seq_length)
+        return windows_lib.pool(
+            tf.cast(self.classifier(inputs, training=False), tf.float32), note, notes, self.pooling
+        )
 
     def _probabilities(self, transformed: dict) -> tf.Tensor:
-        logits = self.classifier({k: tf.cast(transformed[k], tf.int32) for k in INPUTS}, training=False)
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        return tf.nn.softmax(self._logits(transformed), axis=-1)
+
+    def _client_features(self, raw: dict) -> dict:
+        """The Transform's features for a client's notes, refusing a note past the windows' cap."""
+        transformed = self.tft_layer(raw)
+        if self.windows is not None:
+            cut = tf.reduce_any(tf.not_equal(transformed["windows_cut"], 0))
+            tf.debugging.Assert(tf.logical_not(cut), [cap_message(self.windows)])
+        return transformed
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
-        probabilities = self._probabilities(self.tft_layer(_raw_features(self.raw_spec, text)))
+        probabilities = self._probabilities(self._client_features(_raw_features(self.raw_spec, text)))
         return {"probabilities": probabilities, "label_names": self._label_rows(tf.shape(text)[0])}
 
     def _label_rows(self, rows: tf.Tensor) -> tf.Tensor:
@@ -154,7 +279,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
-        scores = self._probabilities(self.tft_layer(self._parse(inputs)))
+        scores = self._probabilities(self._client_features(self._parse(inputs)))
         return {"classes": self._label_rows(tf.shape(scores)[0]), "scores": scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -166,10 +291,76 @@ class ServingModule(tf.Module):
         return self.tft_layer(self._parse(examples))
 
 
+class PairServingModule(ServingModule):
+    """Text-pair classification: serving_default takes two strings per example, `text` and `text_b`
+    (a question and its passage), packed `[CLS] text [SEP] text_b [SEP]` by the Transform graph;
+    classify takes tf.Examples holding both."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.string, name="text_b"),
+        ]
+    )
+    def serve_text(self, text, text_b):
+        tf.debugging.assert_equal(
+            tf.shape(text), tf.shape(text_b), message="text and text_b must hold as many strings"
+        )
+        probabilities = self._probabilities(self._client_features(_raw_features(self.raw_spec, text, text_b)))
+        return {"probabilities": probabilities, "label_names": self._label_rows(tf.shape(text)[0])}
+
+
+class MultiLabelServingModule(ServingModule):
+    """A multi-label classifier: independent sigmoids, and per-label thresholds chosen on the eval
+    split (`components/thresholds.py`) that travel inside the model. serving_default answers every
+    label's probability and the labels predicted; the Evaluator's predict_examples answers decision
+    scores, in which 0.5 is each label's threshold."""
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        tft_output: tft.TFTransformOutput,
+        label_names: list[str],
+        thresholds: np.ndarray,
+        windows: WindowSpec | None = None,
+        pooling: str = "mean",
+    ):
+        super().__init__(classifier, tft_output, label_names, windows, pooling)
+        thresholds = np.clip(np.asarray(thresholds, np.float32), MIN_THRESHOLD, MAX_THRESHOLD)
+        self.thresholds = tf.Variable(thresholds, trainable=False, name="thresholds")
+
+    def _probabilities(self, transformed: dict) -> tf.Tensor:
+        return tf.sigmoid(self._logits(transformed))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text):
+        probabilities = self._probabilities(self._client_features(_raw_features(self.raw_spec, text)))
+        return {
+            "probabilities": probabilities,
+            "predicted": tf.cast(probabilities >= self.thresholds, tf.int64),
+            "label_names": self._label_rows(tf.shape(text)[0]),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(self, examples):
+        probabilities = self._probabilities(self.tft_layer(self._parse(examples)))
+        # thresholds.decision_scores, in graph: each label's threshold goes to 0.5.
+        t = self.thresholds
+        below = 0.5 * probabilities / t
+        above = 0.5 + 0.5 * (probabilities - t) / (1.0 - t)
+        return {DECISION_SCORES: tf.where(probabilities < t, below, above)}
+
+
 class TokenServingModule(ServingModule):
-    """The token classifier with the Transform graph in front of it; see the module docstring. Its
-    probabilities are per position, (batch, seq, labels); Classify has no per-token form, so only
-    serve_text, predict_examples and transform_features are exported."""
+    """The token classifier behind the client's own text; see the module docstring. Classify has no
+    per-token form, so only serve_text, predict_examples and transform_features are exported.
+
+    serve_text tokenizes the request string itself rather than the Transform's normalized copy, so that
+    every offset indexes what the client sent: SentencePiece's normalizer gives the same pieces on raw
+    and normalized text (every MTSamples note; `word_entities` says why), so the model reads what it
+    was trained on. Words are read at their first piece, as the Transform labels them. With `windows`,
+    each piece is labelled in the window where it sits most centrally (`windows.stitch`).
+    """
 
     def __init__(
         self,
@@ -177,29 +368,73 @@ class TokenServingModule(ServingModule):
         tft_output: tft.TFTransformOutput,
         label_names: list[str],
         model_proto: bytes,
+        windows: WindowSpec | None = None,
     ):
-        super().__init__(tagger, tft_output, label_names)
+        super().__init__(tagger, tft_output, label_names, windows)
         self.tokenizer = make_tokenizer(model_proto)
-        self.seq_length = int(tft_output.transformed_feature_spec()["token_ids"].shape[0])
+        self.special = SpecialIds.from_model_proto(model_proto)
+        self.model_proto = model_proto
+        self.entity_types = [name[2:] for name in label_names if name.startswith("B-")]
+        budget = self.seq_length - 2  # the pieces that fit between [CLS] and [SEP]
+        # Without windows, one: the first `budget` pieces.
+        self.reading = windows or WindowSpec(budget=budget, stride=budget, max_windows=1)
+
+    def _stitched(self, window_inputs: dict, lengths: tf.Tensor) -> tf.RaggedTensor:
+        """Label probabilities of each note's pieces `[notes, (pieces), labels]`, from the model's
+        probabilities over its windows (in `windows.flat_windows` order)."""
+        logits = self.classifier(window_inputs, training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)  # (windows, seq, labels)
+        pieces = probabilities[:, 1 : self.reading.budget + 1]  # the pieces sit at 1..n, as `pack` puts them
+        return windows_lib.stitch(pieces, lengths, self.reading)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
-        probabilities = self._probabilities(self.tft_layer(_raw_features(self.raw_spec, text)))
-        normalized = normalize_in_graph(text)
-        _, starts, ends = self.tokenizer.tokenize_with_offsets(normalized)
-        # The pieces sit at packed positions 1..seq-2, as `pack` puts their ids.
+        ids, starts, ends = self.tokenizer.tokenize_with_offsets(text)
+        if self.windows is not None:
+            fits = tf.reduce_all(ids.row_lengths() <= self.windows.cap)
+            tf.debugging.Assert(fits, [cap_message(self.windows)])
+        cap = self.reading.cap
+        ids, starts, ends = ids[:, :cap], starts[:, :cap], ends[:, :cap]
+        windows, _, _ = windows_lib.flat_windows(ids, self.reading)
+        special = self.special
+        packed = pack(
+            windows,
+            seq_length=self.seq_length,
+            cls_id=special.cls_id,
+            sep_id=special.sep_id,
+            pad_id=special.pad_id,
+        )
+        probabilities = self._stitched(packed, ids.row_lengths())  # (batch, (pieces), labels)
+        label_ids = tf.ragged.map_flat_values(tf.argmax, probabilities, axis=-1)
+        scores = tf.ragged.map_flat_values(tf.reduce_max, probabilities, axis=-1)
+        entities = decode_entities(
+            text, starts, ends, word_starts(ids, self.model_proto), label_ids, scores, self.entity_types
+        )
+        # Positions as `pack` lays out one sequence of the pieces read: 1..n, -1 offsets elsewhere.
+        width = cap + 2
         return {
-            "probabilities": probabilities,
-            "label_ids": tf.argmax(probabilities, axis=-1),
-            "piece_starts": pack_labels(tf.cast(starts, tf.int64), self.seq_length, ignore_label=-1),
-            "piece_ends": pack_labels(tf.cast(ends, tf.int64), self.seq_length, ignore_label=-1),
-            "normalized_text": normalized,
+            **entities,
+            "label_ids": pack_labels(label_ids, width, ignore_label=0),
+            "piece_starts": pack_labels(tf.cast(starts, tf.int64), width, ignore_label=-1),
+            "piece_ends": pack_labels(tf.cast(ends, tf.int64), width, ignore_label=-1),
             "label_names": self._label_rows(tf.shape(text)[0]),
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(self, examples):
+        transformed = self.tft_layer(self._parse(examples))
+        if self.windows is None:
+            return {"probabilities": self._probabilities(transformed)}
+        inputs, _, _ = window_batch(transformed, self.seq_length)
+        stitched = self._stitched(inputs, transformed["num_pieces"])
+        labels = len(self.entity_types) * 2 + 1
+        # The whole note's pieces, as `note_token_labels` lays out their labels.
+        return {"probabilities": stitched.to_tensor(0.0, shape=[None, self.windows.cap, labels])}
 
-def write_warmup_requests(export_dir: str) -> None:
-    """`assets.extra/tf_serving_warmup_requests`: Predict requests that TF Serving replays on load."""
+
+def write_warmup_requests(export_dir: str, pairs: bool = False) -> None:
+    """`assets.extra/tf_serving_warmup_requests`: Predict requests that TF Serving replays on load
+    (with a second text per note for a pair model)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     folder = os.path.join(export_dir, "assets.extra")
@@ -209,6 +444,8 @@ def write_warmup_requests(export_dir: str) -> None:
             model_spec=model_pb2.ModelSpec(signature_name="serving_default"),
             inputs={"text": tf.make_tensor_proto(list(WARMUP_NOTES), dtype=tf.string)},
         )
+        if pairs:
+            request.inputs[TEXT_B].CopyFrom(tf.make_tensor_proto(list(WARMUP_PASSAGES), dtype=tf.string))
         log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
         writer.write(log.SerializeToString())
 
@@ -225,17 +462,29 @@ def export(
     tft_output: tft.TFTransformOutput,
     export_dir: str,
     names: list[str],
+    *,
     model_proto: bytes | None = None,
     eval_dir: str | None = None,
+    thresholds: np.ndarray | None = None,
+    pairs: bool = False,
+    windows: WindowSpec | None = None,
+    pooling: str = "mean",
 ) -> None:
     """The SavedModel TF Serving loads (client signatures) in `export_dir`, and the one the Evaluator
     loads (all signatures) in `eval_dir`; a token classifier (given the tokenizer's `model_proto`, for
-    piece offsets) gets no Classify signature."""
-    if model_proto is None:
-        module = ServingModule(model, tft_output, names)
+    piece offsets) gets no Classify signature; a multi-label one (given its `thresholds`) keeps them.
+    `windows` and `pooling`: how the model reads a note longer than one sequence."""
+    if thresholds is not None:
+        module = MultiLabelServingModule(model, tft_output, names, thresholds, windows, pooling)
+        signatures = {"serving_default": module.serve_text, "classify": module.classify}
+    elif pairs:
+        module = PairServingModule(model, tft_output, names)
+        signatures = {"serving_default": module.serve_text, "classify": module.classify}
+    elif model_proto is None:
+        module = ServingModule(model, tft_output, names, windows, pooling)
         signatures = {"serving_default": module.serve_text, "classify": module.classify}
     else:
-        module = TokenServingModule(model, tft_output, names, model_proto)
+        module = TokenServingModule(model, tft_output, names, model_proto, windows)
         signatures = {"serving_default": module.serve_text}
     signatures.update(predict_examples=module.predict_examples, transform_features=module.transform_features)
     save_serving_and_eval(module, signatures, export_dir, eval_dir)
@@ -250,7 +499,7 @@ def save_serving_and_eval(
     tf.saved_model.save(module, serving_dir, signatures=client)
     if "classify" in client:
         mark_classify_signature(serving_dir, "classify")
-    write_warmup_requests(serving_dir)
+    write_warmup_requests(serving_dir, pairs=isinstance(module, PairServingModule))
     if eval_dir is not None:
         tf.saved_model.save(module, eval_dir, signatures=signatures)
 
@@ -273,9 +522,10 @@ def mark_classify_signature(export_dir: str, name: str) -> None:
 def run_fn(fn_args) -> None:
     custom = dict(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    tokens = custom.get("task", "note_classification") == TOKEN_TASK
+    task = custom.get("task", "note_classification")
+    tokens, multi_label = task == TOKEN_TASK, task == MULTI_LABEL_TASK
     names = bio_labels(list(custom["entity_types"])) if tokens else label_names(custom, tft_output)
-    target = TOKEN_LABELS if tokens else LABEL
+    target = TOKEN_LABELS if tokens else LABEL_SET if multi_label else LABEL
     num_labels = len(names)
     feature_spec = tft_output.transformed_feature_spec()
     batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
@@ -289,21 +539,30 @@ def run_fn(fn_args) -> None:
     global_batch = batch * strategy.num_replicas_in_sync
     with strategy.scope():
         keras.utils.set_random_seed(seed)
-        task_class = AlbertTokenClassifier if tokens else AlbertClassifier
-        classifier = task_class(_pretrained_backbone(fn_args), num_labels=num_labels)
+        if tokens:
+            classifier = AlbertTokenClassifier(_pretrained_backbone(fn_args), num_labels=num_labels)
+        else:
+            problem = "multi_label" if multi_label else "single_label"
+            classifier = AlbertClassifier(_pretrained_backbone(fn_args), num_labels, problem_type=problem)
         schedule = keras.optimizers.schedules.PolynomialDecay(
             float(custom["learning_rate"]), max(steps, 1), 0.0
         )
         classifier.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01))
 
+    if "label_ambiguous" in feature_spec:
+        left_out = _count_ambiguous(train_files, feature_spec)
+        logging.info(
+            "%d training notes with several labels and no priority to choose one: left out", left_out
+        )
     logs = os.path.join(fn_args.model_run_dir, "logs")
     every = trainer_common.checkpoint_interval(steps, 5)
-    eval_data = _dataset(eval_files, feature_spec, global_batch, seed=None, target=target).take(
+    windows = window_spec(custom)
+    eval_data = _dataset(eval_files, feature_spec, global_batch, None, target, windows).take(
         int(custom.get("eval_steps", 10))
     )
     history = pretrain(
         classifier,
-        lambda: _dataset(train_files, feature_spec, global_batch, seed=seed, target=target),
+        lambda: _dataset(train_files, feature_spec, global_batch, seed, target, windows),
         total_steps=steps,
         checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
         steps_per_checkpoint=every,
@@ -315,4 +574,108 @@ def run_fn(fn_args) -> None:
     export_dir = trainer_common.worker_path(strategy, model_layout.client_copy_dir(fn_args.serving_model_dir))
     eval_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
     model_proto = read_model_proto(custom["tokenizer_dir"]) if tokens else None
-    export(classifier, tft_output, export_dir, names, model_proto, eval_dir)
+    pooling, thresholds = str(custom.get("window_pooling") or "auto"), None
+    if not tokens:
+        logits, targets = _note_logits(classifier, eval_files, feature_spec, global_batch, target, windows)
+        pooling, thresholds, figures = choose_note_reading(logits, targets, multi_label, pooling)
+        if windows is not None:
+            logging.info(
+                "eval %s by window pooling: %s; exported: %s",
+                "micro-F1" if multi_label else "accuracy",
+                figures,
+                pooling,
+            )
+        if multi_label:
+            logging.info(
+                "per-label thresholds chosen on the eval split: %s", np.round(thresholds, 3).tolist()
+            )
+    export(
+        classifier,
+        tft_output,
+        export_dir,
+        names,
+        model_proto=model_proto,
+        eval_dir=eval_dir,
+        thresholds=thresholds,
+        pairs=task == PAIR_TASK,
+        windows=windows,
+        pooling=pooling,
+    )
+
+
+def _count_ambiguous(files: list[str], feature_spec: dict) -> int:
+    """Notes that single-label training leaves out because several labels and no priority decide."""
+    spec = {"label_ambiguous": feature_spec["label_ambiguous"]}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
+    dataset = dataset.map(lambda raw: tf.io.parse_example(raw, spec)["label_ambiguous"])
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda total, x: total + tf.reduce_sum(x)))
+
+
+def _note_logits(
+    classifier: keras.Model,
+    files: list[str],
+    feature_spec: dict,
+    batch: int,
+    target: str,
+    windows: WindowSpec | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The note-level logits of every note in `files` with each window pooling (mean, max; the same
+    logits when there are no windows), and the notes' targets."""
+    names = [f"window_{k}" for k in INPUTS] if windows else list(INPUTS)
+    spec = {k: feature_spec[k] for k in (*names, target)}
+    seq = feature_spec["token_ids"].shape[0]
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch)
+    pooled: dict[str, list] = {how: [] for how in POOLINGS}
+    targets = []
+    for features in dataset.map(lambda raw: tf.io.parse_example(raw, spec)):
+        if windows is None:
+            logits = tf.cast(_call_classifier(classifier, {k: features[k] for k in INPUTS}), tf.float32)
+            for how in POOLINGS:
+                pooled[how].append(logits.numpy())
+        else:
+            inputs, note, notes = window_batch(features, seq)
+            logits = tf.cast(_call_classifier(classifier, inputs), tf.float32)
+            for how in POOLINGS:
+                pooled[how].append(windows_lib.pool(logits, note, notes, how).numpy())
+        targets.append(features[target].numpy())
+    if not targets:
+        return {how: np.zeros((0, classifier.output_shape[-1])) for how in POOLINGS}, np.zeros((0,))
+    return {how: np.concatenate(parts) for how, parts in pooled.items()}, np.concatenate(targets)
+
+
+def _call_classifier(classifier: keras.Model, inputs: dict) -> tf.Tensor:
+    """The classifier on int32 inputs, in inference mode."""
+    return classifier({k: tf.cast(v, tf.int32) for k, v in inputs.items()}, training=False)
+
+
+def _micro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    true_positives = float((predicted & labels).sum())
+    total = float(predicted.sum() + labels.sum())
+    return 2 * true_positives / total if total else 0.0
+
+
+def choose_note_reading(
+    logits: dict[str, np.ndarray], targets: np.ndarray, multi_label: bool, requested: str
+) -> tuple[str, np.ndarray | None, dict[str, float]]:
+    """The window pooling to export (the requested one, or with "auto" the one whose eval figure is
+    higher: micro-F1 at thresholds chosen on the same notes for multi-label, accuracy otherwise; mean
+    on a tie), the multi-label thresholds for it, and the eval figure of each pooling."""
+    figures, chosen_thresholds = {}, {}
+    for how, values in logits.items():
+        if multi_label:
+            probabilities = 1 / (1 + np.exp(-values))
+            labels = targets.astype(bool)
+            chosen_thresholds[how] = choose_thresholds(probabilities, labels) if len(labels) else None
+            cut = chosen_thresholds[how] if chosen_thresholds[how] is not None else 0.5
+            figures[how] = _micro_f1(probabilities >= cut, labels)
+        else:
+            labelled = targets >= 0
+            right = values[labelled].argmax(axis=-1) == targets[labelled]
+            figures[how] = float(right.mean()) if labelled.any() else 0.0
+    pooling = (
+        requested if requested != "auto" else max(POOLINGS, key=lambda how: (figures[how], how == "mean"))
+    )
+    thresholds = chosen_thresholds.get(pooling) if multi_label else None
+    if multi_label and thresholds is None:
+        thresholds = np.full(targets.shape[-1] if targets.ndim == 2 else 1, 0.5)
+    return pooling, thresholds, figures

@@ -24,10 +24,18 @@ MTSAMPLES_SPECIALTIES = (
     "Sleep Medicine", "Speech - Language", "Surgery", "Urology",
 )  # fmt: skip
 
-TASKS = ("note_classification", "token_classification")
-CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2")
-#: Formats whose every record carries its entity spans (i2b2's XML tags), with no `spans_key` to set.
-SPAN_FORMATS = ("i2b2",)
+TASKS = (
+    "note_classification",
+    "multi_label_classification",
+    "text_pair_classification",
+    "token_classification",
+)
+BLESSING_METRICS = ("micro_f1", "macro_f1")
+WINDOW_POOLINGS = ("auto", "mean", "max")
+CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2", "conll")
+#: Formats whose every record carries its entity spans (i2b2's XML tags, CoNLL's BIO column), with no
+#: `spans_key` to set.
+SPAN_FORMATS = ("i2b2", "conll")
 #: Each format's reader settings when `reader_config` is empty (components/clinical_example_gen/readers.py):
 #: the CSV defaults are MTSamples' columns, the bundled sample's; the other readers have defaults of
 #: their own (MIMIC's NOTEEVENTS columns, JSON keys "id"/"text", FHIR's DocumentReference.type labels).
@@ -43,6 +51,7 @@ READER_DEFAULTS: dict[str, dict[str, Any]] = {
     "jsonl": {},
     "fhir": {},
     "i2b2": {},
+    "conll": {},
 }
 VOCAB_SIZE_FITS = ("error", "lower")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,13 +67,17 @@ class PipelineConfig:
 
     # -- corpus (the clinical ExampleGen) ---------------------------------------------------------
     corpus_path: str = os.path.join(SAMPLE_CORPUS, "mtsamples_sample.csv")
-    corpus_format: str = "csv"  # csv, mimic, text_dir, jsonl, fhir, i2b2
+    corpus_format: str = "csv"  # csv, mimic, text_dir, jsonl, fhir, i2b2, conll
     # Reader settings for the format (components/clinical_example_gen/readers.py), e.g. for CSV which
     # columns hold the id, the text, the label and the group that splits must not divide. Empty: the
     # format's own defaults (READER_DEFAULTS), so changing the format changes them; see reader_settings.
     reader_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Split name -> relative weight; groups (patients, samples) never straddle splits.
     splits: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 8, "eval": 1, "test": 1})
+    # A corpus's own (official) splits, which replace the hash split: {"files": {split: [patterns]}}
+    # matches each input file's name under corpus_path (fnmatch), {"field": {split: [values]}} reads
+    # each record's split value (reader_config split_column / split_key). Empty: hash by group.
+    split_source: dict[str, Any] = dataclasses.field(default_factory=dict)
     max_note_bytes: int = 1_000_000
     # ScrubberConfig fields (components/clinical_text/scrub.py), e.g. {"tagger_export_dir": ...} to run
     # a learned PHI tagger beside the rules. Empty: its defaults.
@@ -88,6 +101,15 @@ class PipelineConfig:
     # -- model ----------------------------------------------------------------------------------
     preset: str = "base-v2"
     seq_length: int = 128
+    # Whole notes: a note longer than one sequence is read in windows of seq_length - 2 pieces, each
+    # window_stride pieces after the one before, at most max_windows (so up to (max_windows - 1) *
+    # window_stride + seq_length - 2 pieces, the served model's cap; longer notes are refused there
+    # and cut in training). Note tasks pool the windows' logits (window_pooling: mean, max, or auto:
+    # the better on the eval split); token tasks label each piece in its most central window.
+    # 0: no windows, a note is cut at seq_length (text pairs always are: see `windows`).
+    window_stride: int = 64
+    max_windows: int = 64
+    window_pooling: str = "auto"
 
     # -- pretraining (MLM + SOP) -----------------------------------------------------------------
     pretrain_steps: int = 10_000
@@ -99,9 +121,14 @@ class PipelineConfig:
     init_checkpoint_format: str = "hf"  # hf, google
 
     # -- fine-tuning ----------------------------------------------------------------------------
-    # "note_classification": one class per note (label_names). "token_classification": BIO labels per
-    # piece from the entity spans that the reader gives (reader_config spans_key), of entity_types.
-    task: str = "note_classification"
+    # "multi_label_classification": every label a note carries (label_names), independent sigmoids and
+    # a threshold per label chosen on the eval split. "note_classification": one class per note; a
+    # note with several labels takes the first of them in label_priority, or is left out of training.
+    # "text_pair_classification": as note classification, on [CLS] text [SEP] text_b [SEP], the second
+    # text from reader_config text_b_key (jsonl) or text_b_column (csv); a question and its passage.
+    # "token_classification": BIO labels per word from the entity spans that the reader gives
+    # (reader_config spans_key, or a span format), of entity_types.
+    task: str = "multi_label_classification"
     entity_types: tuple[str, ...] = ()
     finetune_steps: int = 2_000
     finetune_batch_size: int = 32
@@ -111,13 +138,20 @@ class PipelineConfig:
     # The classes, in class-id order: a fixed label set makes per-class and macro metrics possible
     # and keeps class ids stable across runs. Empty: the labels found in the training split.
     label_names: tuple[str, ...] = MTSAMPLES_SPECIALTIES
+    # note_classification: which label a note listed under several takes, most preferred first (those
+    # not listed rank after). Empty: such notes are left out of training, and counted.
+    label_priority: tuple[str, ...] = ()
 
     # -- blessing -----------------------------------------------------------------------------------
     # The candidate must reach these on the eval split, and not fall behind the last blessed
-    # model by more than `max_accuracy_drop`.
+    # model by more than `max_accuracy_drop`. min_macro_f1 is the floor of the task's F1: macro F1 of
+    # note classes, entity F1 of tokens, blessing_metric of multi-label (whose drop is also bounded).
     min_accuracy: float = 0.0
     min_macro_f1: float = 0.0
     max_accuracy_drop: float = 0.01
+    # multi_label_classification: which F1 blesses, micro (over every label decision) or macro (the
+    # mean over labels, which weighs rare labels as much as common ones).
+    blessing_metric: str = "micro_f1"
 
     # -- execution ----------------------------------------------------------------------------------
     # Beam options for the data components, e.g. --direct_running_mode=multi_processing locally, or
@@ -139,6 +173,36 @@ class PipelineConfig:
             )
         if self.task not in TASKS:
             problems.append(f"task must be one of {TASKS}, received {self.task!r}")
+        if self.task == "multi_label_classification" and not self.label_names:
+            problems.append("multi_label_classification needs label_names (the labels, in output order)")
+        if self.blessing_metric not in BLESSING_METRICS:
+            problems.append(
+                f"blessing_metric must be one of {BLESSING_METRICS}, received {self.blessing_metric!r}"
+            )
+        unknown_priority = [
+            name for name in self.label_priority if self.label_names and name not in self.label_names
+        ]
+        if unknown_priority:
+            problems.append(f"label_priority names labels not in label_names: {unknown_priority}")
+        settings = self.reader_settings
+        if self.task == "text_pair_classification" and not (
+            settings.get("text_b_key") or settings.get("text_b_column")
+        ):
+            problems.append(
+                "text_pair_classification needs reader_config text_b_key (jsonl) or text_b_column (csv): "
+                "where the second text is"
+            )
+        if not 0 <= self.window_stride <= self.seq_length - 2:
+            problems.append(
+                f"window_stride must be 0 (no windows) or at most seq_length - 2 = {self.seq_length - 2} "
+                f"pieces, received {self.window_stride}"
+            )
+        if self.max_windows < 1:
+            problems.append(f"max_windows must be at least 1, received {self.max_windows}")
+        if self.window_pooling not in WINDOW_POOLINGS:
+            problems.append(
+                f"window_pooling must be one of {WINDOW_POOLINGS}, received {self.window_pooling!r}"
+            )
         if self.task == "token_classification" and not self.entity_types:
             problems.append("token_classification needs entity_types (the span types, in label order)")
         spans_given = self.corpus_format in SPAN_FORMATS or self.reader_settings.get("spans_key")
@@ -165,6 +229,12 @@ class PipelineConfig:
         )
 
     @property
+    def windows(self) -> int:
+        """The window stride the components get: window_stride, or 0 for text pairs, which are packed
+        into one sequence (the longer text cut first)."""
+        return 0 if self.task == "text_pair_classification" else self.window_stride
+
+    @property
     def pipeline_root(self) -> str:
         return os.path.join(self.output_dir, "pipeline")
 
@@ -189,7 +259,7 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"Unknown pipeline configuration keys: {unknown}; known: {sorted(known)}")
         values = dict(values)
-        for name in ("beam_args", "label_names", "entity_types"):
+        for name in ("beam_args", "label_names", "entity_types", "label_priority"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -204,6 +274,7 @@ class PipelineConfig:
 TINY = dict(
     preset="tiny",
     seq_length=64,
+    window_stride=32,
     vocab_size=2000,
     vocab_size_fit="lower",
     max_tokenizer_sentences=50_000,

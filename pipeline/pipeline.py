@@ -33,13 +33,13 @@ def _floor_and_drop(floor: float, max_drop: float) -> tfma.MetricThreshold:
     )
 
 
-def _model_spec(label_key: str) -> tfma.ModelSpec:
+def _model_spec(label_key: str, prediction_key: str = "probabilities") -> tfma.ModelSpec:
     """The export's Evaluator signature, fed raw examples through its own Transform signature."""
     return tfma.ModelSpec(
         signature_name="predict_examples",
         preprocessing_function_names=["transform_features"],
         label_key=label_key,
-        prediction_key="probabilities",
+        prediction_key=prediction_key,
     )
 
 
@@ -49,6 +49,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     through the model's own Transform signature."""
     if config.task == "token_classification":
         return _token_eval_config(config)
+    if config.task == "multi_label_classification":
+        return _multi_label_eval_config(config)
     accuracy_threshold = _floor_and_drop(config.min_accuracy, config.max_accuracy_drop)
     f1_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_macro_f1})
@@ -80,13 +82,41 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def _multi_label_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Multi-label: micro- and macro-F1, micro precision/recall, subset accuracy and per-label
+    precision/recall/F1 (sub key class_id) at each label's own threshold (the model's decision
+    scores); the blessing metric (micro or macro F1) has a floor (min_macro_f1) and a bound on the
+    drop against the baseline (max_accuracy_drop). Slices by note type and length."""
+    blessing = "micro_f1" if config.blessing_metric == "micro_f1" else "multi_label_macro_f1"
+    scores = tfma.MetricConfig(
+        class_name="MultiLabelF1",
+        module="components.eval_metrics",
+        # The metric's own key is the blessing metric: the threshold applies to it.
+        config=json.dumps({"name": blessing, "num_classes": len(config.label_names)}),
+        threshold=_floor_and_drop(config.min_macro_f1, config.max_accuracy_drop),
+    )
+    return tfma.EvalConfig(
+        model_specs=[_model_spec("label_set", "decision_scores")],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_keys=["note_type"]),
+            tfma.SlicingSpec(feature_keys=["length_bucket"]),
+        ],
+        metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"), scores])],
+    )
+
+
 def _token_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Token classification: entity-level F1 (exact span and type) with a floor (min_macro_f1) and a
-    bound on the drop against the baseline (max_accuracy_drop), plus entity precision/recall and the
-    accuracy of labelled tokens; sliced by note length."""
+    """Token classification: entity-level F1 on words with conlleval's rules (exact span and type,
+    micro over entities) with a floor (min_macro_f1) and a bound on the drop against the baseline
+    (max_accuracy_drop), plus entity precision/recall overall and per type and the word accuracy;
+    sliced by note length."""
     f1_threshold = _floor_and_drop(config.min_macro_f1, config.max_accuracy_drop)
     entity_f1 = tfma.MetricConfig(
-        class_name="EntityF1", module="components.eval_metrics", threshold=f1_threshold
+        class_name="EntityF1",
+        module="components.eval_metrics",
+        config=json.dumps({"num_types": len(config.entity_types)}),
+        threshold=f1_threshold,
     )
     return tfma.EvalConfig(
         model_specs=[_model_spec("token_labels")],
@@ -101,6 +131,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         input_format=config.corpus_format,
         reader_config=config.reader_settings,
         splits=config.splits,
+        split_source=config.split_source,
         max_note_bytes=config.max_note_bytes,
         scrubber_config=config.scrubber_config,
     )
@@ -129,8 +160,11 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         custom_config={
             "seq_length": config.seq_length,
             "label_names": list(config.label_names),
+            "label_priority": list(config.label_priority),
             "task": config.task,
             "entity_types": list(config.entity_types),
+            "window_stride": config.windows,
+            "max_windows": config.max_windows,
         },
     )
     token_schema = TokenSchemaGen(
@@ -183,6 +217,10 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             "label_names": list(config.label_names),
             "task": config.task,
             "entity_types": list(config.entity_types),
+            "seq_length": config.seq_length,
+            "window_stride": config.windows,
+            "max_windows": config.max_windows,
+            "window_pooling": config.window_pooling,
         },
     ).with_id("finetune")
 

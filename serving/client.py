@@ -2,6 +2,10 @@
 
 Talks the TF Serving protocol through the stubs in `tensorflow_serving.apis`:
     predict     PredictionService/Predict on `serving_default` (text -> probabilities, label_names)
+    labels      the same call on a multi-label model: text -> the labels predicted (each label's
+                probability at or above the threshold chosen for it in training)
+    entities    the same call on a token-classification model: text -> its entities, each with
+                character offsets into the string sent (`Entity`)
     classify    PredictionService/Classify on `classify` (serialized tf.Examples with a `text` feature)
     metadata    PredictionService/GetModelMetadata (signature names, their inputs and outputs)
     status      ModelService/GetModelStatus (versions and their states)
@@ -17,6 +21,7 @@ and the note's index. The CLI prints note indices, never note text:
 
     python -m serving.client predict --target localhost:8500 --model clinical_albert --top 5 NOTE_FILE...
     python -m serving.client predict --text "..." --text "..."
+    python -m serving.client entities --model ncbi_disease NOTE_FILE...
     python -m serving.client status
     python -m serving.client metadata
 """
@@ -50,8 +55,13 @@ DEFAULT_MODEL = "clinical_albert"
 PREDICT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
 TEXT_INPUT = "text"
+TEXT_B_INPUT = "text_b"
 PROBABILITIES = "probabilities"
 LABEL_NAMES = "label_names"
+PREDICTED = "predicted"
+#: A token-classification model's entity outputs (`components/finetune_module.py`): each
+#: [batch, max entities], padded past `num_entities` [batch].
+ENTITY_OUTPUTS = ("num_entities", "entity_starts", "entity_ends", "entity_types", "entity_scores")
 
 _ALWAYS_RETRY = frozenset({grpc.StatusCode.UNAVAILABLE})
 _READ_RETRY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -95,6 +105,17 @@ class VersionStatus:
     state: str
     error_code: int
     error_message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Entity:
+    """One entity the model found: `text[start:end]` of the string sent (Python `str` indices, that is
+    Unicode code points), its type, and the mean probability of its words' labels."""
+
+    start: int
+    end: int
+    type: str
+    score: float
 
 
 def text_example(text: str) -> tf.train.Example:
@@ -170,15 +191,53 @@ class ServingClient:
             spec.version.value = self.version
         return spec
 
-    def predict(self, notes: Sequence[str]) -> list[dict[str, float]]:
-        """Class probabilities per note, from `serving_default`: one {label: probability} per note."""
-        if isinstance(notes, str):
-            raise TypeError("predict takes a list of notes, not one string")
+    def predict(self, notes: Sequence[str], passages: Sequence[str] | None = None) -> list[dict[str, float]]:
+        """Class probabilities per note, from `serving_default`: one {label: probability} per note.
+        A text-pair model takes a second text per note (`passages`: a question's passage, say)."""
+        if isinstance(notes, str) or isinstance(passages, str):
+            raise TypeError("predict takes lists of notes and passages, not one string")
+        if passages is not None and len(passages) != len(notes):
+            raise ValueError(f"{len(notes)} notes but {len(passages)} passages: one passage per note")
         request = predict_pb2.PredictRequest(model_spec=self.model_spec(PREDICT_SIGNATURE))
         request.inputs[TEXT_INPUT].CopyFrom(tf.make_tensor_proto(list(notes), dtype=tf.string))
+        if passages is not None:
+            request.inputs[TEXT_B_INPUT].CopyFrom(tf.make_tensor_proto(list(passages), dtype=tf.string))
         request.output_filter.extend([PROBABILITIES, LABEL_NAMES])
         response = self._call("Predict", self._predictions.Predict, request, _ALWAYS_RETRY)
         return _parse_predict(response, len(notes))
+
+    def labels(self, notes: Sequence[str]) -> list[list[str]]:
+        """The labels a multi-label model predicts for each note (output `predicted`), in label order."""
+        if isinstance(notes, str):
+            raise TypeError("labels takes a list of notes, not one string")
+        request = predict_pb2.PredictRequest(model_spec=self.model_spec(PREDICT_SIGNATURE))
+        request.inputs[TEXT_INPUT].CopyFrom(tf.make_tensor_proto(list(notes), dtype=tf.string))
+        request.output_filter.extend([PREDICTED, LABEL_NAMES])
+        response = self._call("Predict", self._predictions.Predict, request, _ALWAYS_RETRY)
+        for key in (PREDICTED, LABEL_NAMES):
+            if key not in response.outputs:
+                raise ServingError("Predict", grpc.StatusCode.INTERNAL, f"reply has no `{key}` output")
+        predicted = tf.make_ndarray(response.outputs[PREDICTED])
+        names = tf.make_ndarray(response.outputs[LABEL_NAMES])
+        names = [name.decode("utf-8") for name in (names[0] if names.ndim == 2 else names).tolist()]
+        if predicted.shape != (len(notes), len(names)):
+            raise ServingError(
+                "Predict",
+                grpc.StatusCode.INTERNAL,
+                f"predicted has shape {predicted.shape}, expected ({len(notes)}, {len(names)})",
+            )
+        return [[name for name, on in zip(names, row, strict=True) if on] for row in predicted.tolist()]
+
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """The entities of each text, from a token-classification model's `serving_default`, in text
+        order; an empty text has none."""
+        if isinstance(texts, str):
+            raise TypeError("entities takes a list of texts, not one string")
+        request = predict_pb2.PredictRequest(model_spec=self.model_spec(PREDICT_SIGNATURE))
+        request.inputs[TEXT_INPUT].CopyFrom(tf.make_tensor_proto(list(texts), dtype=tf.string))
+        request.output_filter.extend(ENTITY_OUTPUTS)
+        response = self._call("Predict", self._predictions.Predict, request, _ALWAYS_RETRY)
+        return _parse_entities(response, len(texts))
 
     def classify(self, examples: Sequence[tf.train.Example] | Sequence[str]) -> list[dict[str, float]]:
         """Class scores per example through the Classify API on the `classify` signature. Strings
@@ -261,6 +320,30 @@ def _parse_predict(response: predict_pb2.PredictResponse, rows: int) -> list[dic
     return [dict(zip(labels, map(float, row), strict=True)) for row in probabilities]
 
 
+def _parse_entities(response: predict_pb2.PredictResponse, rows: int) -> list[list[Entity]]:
+    missing = [key for key in ENTITY_OUTPUTS if key not in response.outputs]
+    if missing:
+        raise ServingError(
+            "Predict", grpc.StatusCode.INTERNAL, f"reply has no {missing} outputs: not a token model?"
+        )
+    out = {key: tf.make_ndarray(response.outputs[key]) for key in ENTITY_OUTPUTS}
+    counts = out["num_entities"].reshape(-1)
+    if len(counts) != rows or any(out[key].shape[0] != rows for key in ENTITY_OUTPUTS):
+        raise ServingError("Predict", grpc.StatusCode.INTERNAL, f"entity outputs do not have {rows} rows")
+    results = []
+    for row, count in enumerate(counts.tolist()):
+        fields = zip(
+            out["entity_starts"][row][:count].tolist(),
+            out["entity_ends"][row][:count].tolist(),
+            out["entity_types"][row][:count].tolist(),
+            out["entity_scores"][row][:count].tolist(),
+            strict=True,
+        )
+        found = [Entity(start, end, kind.decode("utf-8"), score) for start, end, kind, score in fields]
+        results.append(sorted(found, key=lambda entity: (entity.start, entity.end)))
+    return results
+
+
 def _tensor_info(info: meta_graph_pb2.TensorInfo) -> TensorInfo:
     shape = None if info.tensor_shape.unknown_rank else tuple(dim.size for dim in info.tensor_shape.dim)
     return TensorInfo(dtype=types_pb2.DataType.Name(info.dtype), shape=shape)
@@ -277,6 +360,15 @@ def format_predictions(results: Sequence[dict[str, float]], top: int) -> str:
     for index, scores in enumerate(results):
         for rank, (label, probability) in enumerate(top_labels(scores, top), start=1):
             rows.append((str(index), str(rank), label, f"{probability:.4f}"))
+    return _table(rows)
+
+
+def format_entities(results: Sequence[Sequence[Entity]]) -> str:
+    """A table of the entities per note: note index, start, end, type, score. No note text."""
+    rows = [("note", "start", "end", "type", "score")]
+    for index, found in enumerate(results):
+        for entity in found:
+            rows.append((str(index), str(entity.start), str(entity.end), entity.type, f"{entity.score:.4f}"))
     return _table(rows)
 
 
@@ -323,6 +415,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=5, help="labels shown per note")
     predict.add_argument("--text", action="append", default=[], help="a note given inline (repeatable)")
     predict.add_argument("notes", nargs="*", type=Path, metavar="NOTE_FILE", help="one note per file")
+    entities = commands.add_parser(
+        "entities", parents=[common], help="entities per note (a token-classification model)"
+    )
+    entities.add_argument("--text", action="append", default=[], help="a note given inline (repeatable)")
+    entities.add_argument("notes", nargs="*", type=Path, metavar="NOTE_FILE", help="one note per file")
     commands.add_parser("status", parents=[common], help="model versions and their states")
     commands.add_parser("metadata", parents=[common], help="signatures with their inputs and outputs")
     return parser
@@ -333,12 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     notes: list[str] = []
-    if args.command == "predict":
-        if args.top < 1:
+    if args.command in ("predict", "entities"):
+        if args.command == "predict" and args.top < 1:
             parser.error("--top must be at least 1")
-        notes = [path.read_text(encoding="utf-8") for path in args.notes] + list(args.text)
+        # newline="" keeps CRLF as sent: entity offsets index the text exactly as it is in the file.
+        notes = [path.read_bytes().decode("utf-8") for path in args.notes] + list(args.text)
         if not notes:
-            parser.error("predict needs NOTE_FILE arguments or --text")
+            parser.error(f"{args.command} needs NOTE_FILE arguments or --text")
     if (args.client_cert is None) != (args.client_key is None):
         parser.error("--client-cert and --client-key go together")
     roots = args.root_certs.read_bytes() if args.root_certs else None
@@ -359,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with client:
             if args.command == "predict":
                 print(format_predictions(client.predict(notes), args.top))
+            elif args.command == "entities":
+                print(format_entities(client.entities(notes)))
             elif args.command == "status":
                 print(format_status(client.status()))
             else:

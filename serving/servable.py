@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from functools import partial
 
 import grpc
@@ -93,11 +94,15 @@ class ServableVersion:
 
     def call_signature(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call of signature `name` (the unit that batching merges requests into). An op's error
-        message may quote the input bytes (a tf.Example that does not parse); when they are not UTF-8,
-        TensorFlow raises UnicodeDecodeError in place of the op's error: that too is a rejected input."""
+        message may quote the input bytes (a tf.Example that does not parse), so the client is only told
+        that its inputs were rejected, unless the model's own check refused them with a message meant
+        for it (`refusal`: a note over the model's cap). When the bytes are not UTF-8, TensorFlow
+        raises UnicodeDecodeError in place of the op's error: that too is a rejected input."""
         try:
             outputs = self._functions[name](**{key: tf.constant(value) for key, value in inputs.items()})
-        except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
+        except tf.errors.InvalidArgumentError as error:
+            raise invalid(refusal(error.message) or f"signature {name!r} rejected the inputs") from None
+        except UnicodeDecodeError:
             raise invalid(f"signature {name!r} rejected the inputs") from None
         return {key: value.numpy() for key, value in outputs.items()}
 
@@ -196,3 +201,14 @@ class ServableVersion:
                 self.predict(entry.predict_log.request, limits)
                 count += 1
         return count
+
+
+#: An assertion in the model that refuses a client's input says so with this prefix
+#: (`components/finetune_module.py`, REJECTED); its message names limits, never input text.
+_REFUSAL = re.compile(r"assertion failed: \[(rejected: [^\]\n]*)\]")
+
+
+def refusal(message: str) -> str | None:
+    """The model's own message to the client in an op error, or None when the error has none."""
+    found = _REFUSAL.search(message or "")
+    return found.group(1) if found else None

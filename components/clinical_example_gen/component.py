@@ -33,6 +33,7 @@ class ClinicalExampleGenSpec(types.ComponentSpec):
         executor.SPLITS: ExecutionParameter(type=str, optional=True),
         executor.MAX_NOTE_BYTES: ExecutionParameter(type=int, optional=True),
         executor.SCRUBBER_CONFIG: ExecutionParameter(type=str, optional=True),
+        executor.SPLIT_SOURCE: ExecutionParameter(type=str, optional=True),
         # Set by the driver at run time: a changed corpus must not be served from the cache.
         INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
     }
@@ -67,6 +68,7 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
         splits: Mapping[str, int] | None = None,
         max_note_bytes: int = readers.DEFAULT_MAX_NOTE_BYTES,
         scrubber_config: Mapping[str, Any] | None = None,
+        split_source: Mapping[str, Any] | None = None,
     ) -> None:
         """Configures the component; every parameter is validated here.
 
@@ -78,13 +80,20 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
         splits: split name -> integer ratio; default train 8, eval 1, test 1.
         max_note_bytes: notes longer than this in UTF-8 are rejected as oversize.
         scrubber_config: `ScrubberConfig` fields; empty for its defaults.
+        split_source: the corpus's official splits, which then replace `splits` (see
+            `split.SplitSource`): `{"files": {"train": ["train*"], "eval": ["devel*"], ...}}` matches
+            file names relative to input_base; `{"field": {"train": ["train"], "eval": ["dev"], ...}}`
+            maps the value each record carries (`split_column` for csv/mimic, `split_key` for jsonl).
+            Empty (the default): groups are split by hash.
         """
         reader_config = dict(reader_config or {})
         splits = dict(DEFAULT_SPLITS if splits is None else splits)
         scrubber_config = dict(scrubber_config or {})
+        split_source = dict(split_source or {})
         readers.make_reader(input_format, reader_config, max_note_bytes)
         parse_splits(splits)
         ScrubberConfig.from_dict(scrubber_config)
+        executor.check_split_source(split_source, input_format, reader_config)
         spec = ClinicalExampleGenSpec(
             input_base=input_base,
             input_format=input_format,
@@ -92,6 +101,7 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
             splits=_to_json(splits),
             max_note_bytes=max_note_bytes,
             scrubber_config=_to_json(scrubber_config),
+            split_source=_to_json(split_source),
             examples=types.Channel(type=standard_artifacts.Examples),
             report=types.Channel(type=IngestReport),
         )

@@ -9,6 +9,8 @@ from components.clinical_example_gen.records import ProcessedNote
 NOTE_ID = "note_id"
 GROUP_ID = "group_id"
 TEXT = "text"
+# A text pair's second text (a question's passage), only for pairs: single-text notes have no such key.
+TEXT_B = "text_b"
 SENTENCES = "sentences"
 LABELS = "labels"
 NOTE_TYPE = "note_type"
@@ -30,7 +32,8 @@ def _int(*values: int) -> tf.train.Feature:
 
 
 def to_example(note: ProcessedNote) -> tf.train.Example:
-    """The note as a tf.train.Example; `labels` may be an empty list, `note_type` an empty string."""
+    """The note as a tf.train.Example; `labels` may be an empty list, `note_type` an empty string.
+    `num_chars` and `sentences` are the first text's; a pair adds its second text as `text_b`."""
     features = {
         NOTE_ID: _bytes(note.note_id),
         GROUP_ID: _bytes(note.group_id),
@@ -41,6 +44,8 @@ def to_example(note: ProcessedNote) -> tf.train.Example:
         NUM_CHARS: _int(len(note.text)),
         NUM_SENTENCES: _int(len(note.sentences)),
     }
+    if note.text_b is not None:
+        features[TEXT_B] = _bytes(note.text_b)
     if note.spans is not None:
         # Byte offset of every character boundary the spans name.
         offsets = {0: 0}

@@ -1,10 +1,15 @@
 """The clinical ExampleGen's executor: a Beam pipeline from corpus files to split tf.Examples and a report.
 
-Files -> records (readers) -> processed notes (text_steps) -> one note per distinct text (dedupe) ->
-splits by group hash -> gzip TFRecords under `Split-<name>/`. Rejects from any stage go to
-`rejects.jsonl`; records that are not notes (FHIR resources beside the documents) are only counted.
-Every stage also emits counters; after the pipeline the executor sums them into
-`summary.json` and refuses to finish if any input record is unaccounted for.
+Files -> records (readers) -> processed notes (text_steps) -> one note per distinct text, or per
+distinct pair of texts (dedupe) -> splits by group hash -> gzip TFRecords under `Split-<name>/`.
+Rejects from any stage go to `rejects.jsonl`; records that are not notes (FHIR resources beside the
+documents) are only counted. Every stage also emits counters; after the pipeline the executor sums
+them into `summary.json` and refuses to finish if any input record is unaccounted for.
+
+With a `split_source` (see `split.SplitSource`) the corpus's official splits replace the hash: each
+record gets its split as it is read (from its file's name, or from the value its reader read, a record
+whose value names no split being rejected), duplicates collapse within a split only, and the summary
+reports the texts and groups that the official splits share.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+from absl import logging
 from tfx import types
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
@@ -26,9 +32,10 @@ from tfx.types import artifact_utils
 
 from components.clinical_example_gen import readers
 from components.clinical_example_gen import report as report_lib
+from components.clinical_example_gen import split as split_lib
 from components.clinical_example_gen.dedupe import merge_duplicates
 from components.clinical_example_gen.examples import to_example
-from components.clinical_example_gen.records import NoteRecord, ProcessedNote, Reject, Skipped
+from components.clinical_example_gen.records import UNKNOWN_SPLIT, NoteRecord, ProcessedNote, Reject, Skipped
 from components.clinical_example_gen.split import DEFAULT_SPLITS, Splits, parse_splits, split_index
 from components.clinical_example_gen.text_steps import TextSteps
 from components.clinical_text import phi_tagger
@@ -42,10 +49,16 @@ READER_CONFIG = "reader_config"
 SPLITS = "splits"
 MAX_NOTE_BYTES = "max_note_bytes"
 SCRUBBER_CONFIG = "scrubber_config"
+SPLIT_SOURCE = "split_source"
+
+#: The reader config key that gives each record its split value, for the formats that can read one.
+SPLIT_FIELD_KEYS = {"csv": "split_column", "mimic": "split_column", "jsonl": "split_key"}
 
 _EXAMPLES_FILE_PREFIX = "data_tfrecord"
 _COUNTS_DIR = ".counts"
 _REJECTS_TAG = "rejects"
+#: Longest split value quoted in an `unknown split` reject; a misconfigured column must not copy a note.
+_SPLIT_DETAIL_CHARS = 40
 
 
 def _json_param(exec_properties: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -58,6 +71,22 @@ def _json_param(exec_properties: Mapping[str, Any], key: str, default: Any) -> A
         raise ValueError(f"exec property {key!r} is not valid JSON: {error.msg}") from None
 
 
+def check_split_source(
+    split_source: Mapping[str, Any], input_format: str, reader_config: Mapping[str, Any]
+) -> split_lib.SplitSource:
+    """Parses `split_source`; raises ValueError if it is malformed, or if it reads splits from a field
+    that the format's reader config does not name."""
+    source = split_lib.parse_split_source(split_source)
+    if source.mode == split_lib.FIELD:
+        key = SPLIT_FIELD_KEYS.get(input_format)
+        if key is None:
+            formats = sorted(SPLIT_FIELD_KEYS)
+            raise ValueError(f"split_source field: the {input_format!r} reader reads no split; use {formats}")
+        if not reader_config.get(key):
+            raise ValueError(f"split_source field: the {input_format} reader config needs {key!r}")
+    return source
+
+
 @dataclasses.dataclass(frozen=True)
 class IngestParams:
     """The execution parameters, parsed and validated."""
@@ -68,17 +97,29 @@ class IngestParams:
     splits: Splits
     max_note_bytes: int
     scrubber_config: Mapping[str, Any]
+    split_source: split_lib.SplitSource
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """The output splits, sorted: the split source's when it predefines them, else `splits`'."""
+        if self.split_source.predefined:
+            return self.split_source.names
+        return tuple(name for name, _ in self.splits)
 
     @classmethod
     def from_exec_properties(cls, exec_properties: Mapping[str, Any]) -> IngestParams:
         max_note_bytes = exec_properties.get(MAX_NOTE_BYTES)
+        input_format = exec_properties[INPUT_FORMAT]
+        reader_config = _json_param(exec_properties, READER_CONFIG, {})
+        split_source = _json_param(exec_properties, SPLIT_SOURCE, {})
         return cls(
             input_base=exec_properties[INPUT_BASE],
-            input_format=exec_properties[INPUT_FORMAT],
-            reader_config=_json_param(exec_properties, READER_CONFIG, {}),
+            input_format=input_format,
+            reader_config=reader_config,
             splits=parse_splits(_json_param(exec_properties, SPLITS, DEFAULT_SPLITS)),
             max_note_bytes=readers.DEFAULT_MAX_NOTE_BYTES if max_note_bytes is None else int(max_note_bytes),
             scrubber_config=_json_param(exec_properties, SCRUBBER_CONFIG, {}),
+            split_source=check_split_source(split_source, input_format, reader_config),
         )
 
 
@@ -102,10 +143,36 @@ class _ProcessNotes(beam.DoFn):
             yield result
 
 
+def _with_split(
+    item: readers.ReadResult, source: split_lib.SplitSource, file_split: str
+) -> readers.ReadResult:
+    """A record with its predefined split set: its file's (`file_split`), or its value's under a FIELD
+    source, where a value that names no split (or none read) makes the record an `unknown split` reject.
+    Without a predefined split, and for what is not a note, `item` itself."""
+    if not source.predefined or not isinstance(item, NoteRecord):
+        return item
+    split = file_split if source.mode == split_lib.FILES else source.split_of_value(item.split)
+    if split:
+        return dataclasses.replace(item, split=split)
+    detail = item.split[:_SPLIT_DETAIL_CHARS] if item.split else "missing"
+    kind = item.metadata.get("resource_type", "")
+    return Reject(item.locator, UNKNOWN_SPLIT, detail, record_type=kind)
+
+
 def _text_key(note: ProcessedNote) -> bytes:
     """The dedupe key: sha256 of the processed text, which shuffles 32 bytes per note instead of its
-    text a second time; equal digests mean equal texts for any corpus that exists."""
-    return hashlib.sha256(note.text.encode("utf-8")).digest()
+    text a second time; equal digests mean equal texts for any corpus that exists. For a pair, sha256
+    of the two texts' digests: pairs collapse only when both texts are equal, and never with a single
+    text (whose key stays the digest of its text alone)."""
+    digest = hashlib.sha256(note.text.encode("utf-8")).digest()
+    if note.text_b is None:
+        return digest
+    return hashlib.sha256(digest + hashlib.sha256(note.text_b.encode("utf-8")).digest()).digest()
+
+
+def _split_text_key(note: ProcessedNote) -> tuple[str, bytes]:
+    """The dedupe key under predefined splits: a text is collapsed within its split, never across."""
+    return note.split, _text_key(note)
 
 
 def _phi_counters(note: ProcessedNote) -> Iterator[tuple[str, int]]:
@@ -134,6 +201,36 @@ def _merged_counters(merged: tuple[ProcessedNote, int]) -> Iterator[tuple[str, i
     yield report_lib.DUPLICATES_COLLAPSED, merged[1]
 
 
+def _shared_across_splits(kept: beam.PCollection) -> list[beam.PCollection]:
+    """Counters of the texts and the groups found in more than one predefined split, and the first
+    `report.MAX_GROUP_EXAMPLES` such group ids (as `several_splits_group/<id>` counters)."""
+
+    def in_several(key: Any, splits: Any) -> Iterator[Any]:
+        if len(set(splits)) > 1:
+            yield key
+
+    shared_texts = (
+        kept
+        | "TextSplits" >> beam.Map(lambda note: (_text_key(note), note.split))
+        | "SplitsByText" >> beam.GroupByKey()
+        | "SharedTexts" >> beam.FlatMapTuple(in_several)
+    )
+    shared_groups = (
+        kept
+        | "GroupSplits" >> beam.Map(lambda note: (note.group_id, note.split))
+        | "SplitsByGroup" >> beam.GroupByKey()
+        | "SharedGroups" >> beam.FlatMapTuple(in_several)
+    )
+    return [
+        shared_texts | "CountSharedTexts" >> beam.Map(lambda _: (report_lib.TEXTS_IN_SEVERAL_SPLITS, 1)),
+        shared_groups | "CountSharedGroups" >> beam.Map(lambda _: (report_lib.GROUPS_IN_SEVERAL_SPLITS, 1)),
+        shared_groups
+        | "FirstSharedGroups" >> beam.combiners.Top.Smallest(report_lib.MAX_GROUP_EXAMPLES)
+        | "NameSharedGroups"
+        >> beam.FlatMap(lambda groups: ((report_lib.SEVERAL_SPLITS_GROUP_PREFIX + g, 1) for g in groups)),
+    ]
+
+
 def _ingest(
     pipeline: beam.Pipeline,
     files: Sequence[tuple[str, str]],
@@ -141,29 +238,48 @@ def _ingest(
     split_uris: Sequence[str],
     report_uri: str,
     counts_prefix: str,
+    file_splits: Mapping[str, str],
 ) -> None:
-    """Builds the pipeline: examples into `split_uris` (one per split), rejects and counters beside."""
+    """Builds the pipeline: examples into `split_uris` (one per split of `params.split_names`), rejects
+    and counters beside. `file_splits` gives each file's split under a FILES split source."""
     reader = readers.make_reader(params.input_format, params.reader_config, params.max_note_bytes)
+    source = params.split_source
+    file_splits = dict(file_splits)
+
+    def read(path: str, name: str) -> Iterator[tuple[str, readers.ReadResult]]:
+        file_split = file_splits.get(name, "")
+        for item in reader(path, name):
+            yield name, _with_split(item, source, file_split)
+
     named_records = (
         pipeline
         | "ListFiles" >> beam.Create(list(files))
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.FlatMapTuple(lambda path, name: ((name, item) for item in reader(path, name)))
+        | "Read" >> beam.FlatMapTuple(read)
     )
     records = named_records | "DropNames" >> beam.MapTuple(lambda _, item: item)
     processed = records | "Process" >> beam.ParDo(_ProcessNotes(params.scrubber_config)).with_outputs(
         _REJECTS_TAG, main="notes"
     )
     rejects = processed[_REJECTS_TAG]
+    dedupe_key = _split_text_key if source.predefined else _text_key
     merged = (
         processed.notes
-        | "KeyByText" >> beam.Map(lambda note: (_text_key(note), note))
+        | "KeyByText" >> beam.Map(lambda note: (dedupe_key(note), note))
         | "GroupByText" >> beam.GroupByKey()
         | "MergeDuplicates" >> beam.MapTuple(lambda _, notes: merge_duplicates(notes))
     )
     kept = merged | "Kept" >> beam.Map(lambda pair: pair[0])
-    splits = params.splits
-    parts = kept | "Split" >> beam.Partition(lambda note, _: split_index(note.group_id, splits), len(splits))
+    split_names = params.split_names
+    if source.predefined:
+        index_of = {name: index for index, name in enumerate(split_names)}
+        parts = kept | "Split" >> beam.Partition(lambda note, _: index_of[note.split], len(split_names))
+    else:
+        splits = params.splits
+        parts = kept | "Split" >> beam.Partition(
+            lambda note, _: split_index(note.group_id, splits),
+            len(splits),
+        )
 
     counters = [
         named_records | "CountInput" >> beam.FlatMapTuple(_read_counters),
@@ -171,7 +287,9 @@ def _ingest(
         merged | "CountMerged" >> beam.FlatMap(_merged_counters),
         kept | "CountPhi" >> beam.FlatMap(_phi_counters),
     ]
-    for index, ((name, _), uri) in enumerate(zip(splits, split_uris, strict=True)):
+    if source.predefined:
+        counters += _shared_across_splits(kept)
+    for index, (name, uri) in enumerate(zip(split_names, split_uris, strict=True)):
         part = parts[index]
         _ = (
             part
@@ -229,19 +347,31 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if not files:
             suffixes = ", ".join(readers.FILE_SUFFIXES[params.input_format])
             raise FileNotFoundError(f"no {suffixes} files under input_base {params.input_base}")
+        split_names = list(params.split_names)
+        file_splits = {}
+        if params.split_source.mode == split_lib.FILES:
+            file_splits = split_lib.split_files([name for _, name in files], params.split_source)
+            if empty := sorted(set(split_names) - set(file_splits.values())):
+                logging.warning("split_source files: no input file matches the patterns of splits %s", empty)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         ingest_report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
-        split_names = [name for name, _ in params.splits]
         examples.split_names = artifact_utils.encode_split_names(split_names)
         split_uris = [artifact_utils.get_split_uri([examples], name) for name in split_names]
         counts_dir = os.path.join(ingest_report.uri, _COUNTS_DIR)
         counts_path = os.path.join(counts_dir, "counts.jsonl")
 
         with self._make_beam_pipeline() as pipeline:
-            _ingest(pipeline, files, params, split_uris, ingest_report.uri, counts_path)
+            _ingest(pipeline, files, params, split_uris, ingest_report.uri, counts_path, file_splits)
 
         counts = _read_counts(counts_path)
-        summary = report_lib.build_summary(counts, split_names)
+        summary = report_lib.build_summary(counts, split_names, params.split_source.predefined)
+        if shared := summary.get(report_lib.GROUPS_IN_SEVERAL_SPLITS):
+            logging.warning(
+                "%d groups (group_id) are found in more than one predefined split; "
+                "examples under %s in summary.json",
+                shared,
+                report_lib.GROUPS_IN_SEVERAL_SPLITS_EXAMPLES,
+            )
         file_lines = report_lib.file_lines(counts)
         fileio.rmtree(counts_dir)
         report_lib.check_accounting(summary, file_lines)

@@ -15,6 +15,10 @@ Choices made here, and why:
   the problem, and other files in the same input are ingested.
 - NUL bytes are dropped from CSV records before parsing, because Python 3.10's csv module refuses
   them; normalization drops them everywhere else. A record left empty is rejected as empty text.
+- Text pairs (a question and its passage): with `CsvConfig.text_b_column` or `JsonlConfig.text_b_key`
+  set, every record is a pair, and a pair missing its second text (absent, null, not a string, or
+  blank) is rejected as "missing field" (detail: the column or key). Both texts together count toward
+  `max_note_bytes`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from tfx.dsl.io import fileio
 
-from components.clinical_example_gen import fhir_reader, i2b2_reader, records
+from components.clinical_example_gen import conll_reader, fhir_reader, i2b2_reader, records
 from components.clinical_example_gen.fhir_reader import FhirConfig, read_fhir
 from components.clinical_example_gen.lines import Line, open_binary, physical_lines
 from components.clinical_example_gen.records import NoteRecord, Reject, Skipped
@@ -40,7 +44,7 @@ from components.clinical_example_gen.records import NoteRecord, Reject, Skipped
 ReadResult = NoteRecord | Reject | Skipped
 Reader = Callable[[str, str], Iterator[ReadResult]]
 
-INPUT_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2")
+INPUT_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2", "conll")
 FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "csv": (".csv", ".csv.gz"),
     "mimic": (".csv", ".csv.gz"),
@@ -48,6 +52,7 @@ FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "jsonl": (".jsonl", ".jsonl.gz"),
     "fhir": fhir_reader.FILE_SUFFIXES,
     "i2b2": (".xml",),
+    "conll": conll_reader.FILE_SUFFIXES,
 }
 
 #: 1 MiB of UTF-8: some thirty times the longest MTSamples note (29 kB), so only broken records (a
@@ -81,6 +86,10 @@ class CsvConfig:
     delimiter: str = ","
     #: Recorded as the `source_format` metadata of every note.
     source_format: str = "csv"
+    #: The corpus's own split of each row (train/dev/test), for the executor's `split_source` "field".
+    split_column: str | None = None
+    #: The second text of each row, for text-pair tasks (question + passage); None: one text per row.
+    text_b_column: str | None = None
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], base: CsvConfig | None = None) -> CsvConfig:
@@ -93,7 +102,13 @@ class CsvConfig:
         return cls(**config)
 
     def required_columns(self) -> tuple[str, ...]:
-        optional = (self.label_column, self.group_column, self.error_column)
+        optional = (
+            self.text_b_column,
+            self.label_column,
+            self.group_column,
+            self.error_column,
+            self.split_column,
+        )
         named = (self.id_column, self.text_column, *optional, *self.metadata_columns.values())
         return tuple(dict.fromkeys(c for c in named if c))
 
@@ -208,7 +223,12 @@ def _csv_note(
     if not note_id:
         return Reject(locator, records.MISSING_FIELD, config.id_column)
     text = fields[columns[config.text_column]]
-    if problem := records.text_problem(text, max_note_bytes):
+    text_b = None
+    if config.text_b_column:
+        text_b = fields[columns[config.text_b_column]]
+        if not text_b.strip():
+            return Reject(locator, records.MISSING_FIELD, config.text_b_column)
+    if problem := records.text_problem(text, max_note_bytes, text_b):
         return Reject(locator, problem)
     label = value(config.label_column)
     metadata = {key: value(column) for key, column in config.metadata_columns.items() if value(column)}
@@ -219,6 +239,8 @@ def _csv_note(
         labels=(label,) if label else (),
         metadata={**metadata, "source_format": config.source_format},
         locator=locator,
+        split=value(config.split_column),
+        text_b=text_b,
     )
 
 
@@ -282,6 +304,11 @@ class JsonlConfig:
     #: character offsets into the text (end exclusive), as `data/sample/ncbi_disease_sample.jsonl`
     #: has under "entities".
     spans_key: str | None = None
+    #: The corpus's own split of each note (a string), for the executor's `split_source` "field".
+    split_key: str | None = None
+    #: The second text of each note, for text-pair tasks (question + passage): a string, or a list of
+    #: strings joined with "\n" (PubMedQA's CONTEXTS, one abstract section each). None: one text per note.
+    text_b_key: str | None = None
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> JsonlConfig:
@@ -298,6 +325,13 @@ def _scalar(value: Any) -> str:
     return ""
 
 
+def _joined_text(value: Any) -> str | None:
+    """A JSON string, or a list of strings joined with newlines; None for anything else or a blank."""
+    if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        value = "\n".join(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int) -> ReadResult:
     if not isinstance(obj, dict):
         return Reject(locator, records.MALFORMED_JSON, "line is not a JSON object")
@@ -307,7 +341,12 @@ def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int
     text = obj.get(config.text_key)
     if not isinstance(text, str):
         return Reject(locator, records.MISSING_FIELD, config.text_key)
-    if problem := records.text_problem(text, max_note_bytes):
+    text_b = None
+    if config.text_b_key:
+        text_b = _joined_text(obj.get(config.text_b_key))
+        if text_b is None:
+            return Reject(locator, records.MISSING_FIELD, config.text_b_key)
+    if problem := records.text_problem(text, max_note_bytes, text_b):
         return Reject(locator, problem)
     raw_labels = obj.get(config.labels_key) if config.labels_key else None
     listed = raw_labels if isinstance(raw_labels, list) else [raw_labels]
@@ -328,6 +367,8 @@ def _jsonl_note(obj: Any, config: JsonlConfig, locator: str, max_note_bytes: int
         metadata={**{k: v for k, v in metadata.items() if v}, "source_format": "jsonl"},
         locator=locator,
         spans=spans,
+        split=_scalar(obj.get(config.split_key)) if config.split_key else "",
+        text_b=text_b,
     )
 
 
@@ -447,7 +488,10 @@ def make_reader(input_format: str, reader_config: Mapping[str, Any], max_note_by
     if input_format == "csv":
         config, read = CsvConfig.from_dict(reader_config), read_csv
     elif input_format == "mimic":
-        config, read = CsvConfig.from_dict(reader_config, base=MIMIC_NOTEEVENTS), read_csv
+        # Imported here: mimic_codes builds on this module's CSV reader (labels from ICD codes, categories).
+        from components.clinical_example_gen import mimic_codes
+
+        return mimic_codes.make_reader(reader_config, max_note_bytes)
     elif input_format == "text_dir":
         config, read = TextDirConfig.from_dict(reader_config), read_text_file
     elif input_format == "jsonl":
@@ -456,6 +500,8 @@ def make_reader(input_format: str, reader_config: Mapping[str, Any], max_note_by
         config, read = FhirConfig.from_dict(reader_config), read_fhir
     elif input_format == "i2b2":
         config, read = i2b2_reader.I2b2Config.from_dict(reader_config), i2b2_reader.read_i2b2
+    elif input_format == "conll":
+        config, read = conll_reader.ConllConfig.from_dict(reader_config), conll_reader.read_conll
     else:
         raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
     return functools.partial(read, config=config, max_note_bytes=max_note_bytes)

@@ -25,6 +25,8 @@ ATTACHMENT_BY_URL = "attachment by URL not supported"
 UNSUPPORTED_ATTACHMENT = "unsupported attachment"
 INVALID_FHIR_RESOURCE = "invalid FHIR resource"
 BAD_SPANS = "bad entity spans"
+UNKNOWN_SPLIT = "unknown split"
+MALFORMED_CONLL = "malformed CoNLL line"
 
 REJECT_REASONS: tuple[str, ...] = (
     EMPTY_TEXT,
@@ -39,6 +41,8 @@ REJECT_REASONS: tuple[str, ...] = (
     UNSUPPORTED_ATTACHMENT,
     INVALID_FHIR_RESOURCE,
     BAD_SPANS,
+    MALFORMED_CONLL,
+    UNKNOWN_SPLIT,
 )
 
 
@@ -67,6 +71,12 @@ class NoteRecord:
     #: Entity annotations for token classification, in order, none overlapping; None where the source
     #: annotates none (as against () for an annotated note without entities).
     spans: tuple[Span, ...] | None = None
+    #: The source's own split for this record, as its reader found it (a CSV column, a JSON key); the
+    #: executor replaces it with the split name when `split_source` predefines splits. Empty otherwise.
+    split: str = ""
+    #: The second text of a pair (a question's passage, as in PubMedQA); None when the corpus has one
+    #: text per record. Spans never point into it.
+    text_b: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def note_type(self) -> str:
@@ -124,14 +134,26 @@ class ProcessedNote:
     locator: str
     #: The record's spans, moved to this text (see `NoteRecord.spans`).
     spans: tuple[Span, ...] | None = None
+    #: The predefined split this note belongs to (see `NoteRecord.split`); empty under hash splitting.
+    split: str = ""
+    #: A pair's second text, processed as `text` is but not segmented (see `NoteRecord.text_b`).
+    text_b: str | None = dataclasses.field(default=None, repr=False)
 
 
-def text_problem(text: str, max_note_bytes: int) -> str | None:
+def _utf8_size(text: str) -> int:
+    # Lone surrogates (JSON allows them) count as the bytes they would take.
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def text_problem(text: str, max_note_bytes: int, text_b: str | None = None) -> str | None:
     """The reason a note's text cannot be kept (empty, or over `max_note_bytes` in UTF-8), or None.
-    Lone surrogates (JSON allows them) are counted as the bytes they would take."""
+
+    A pair's second text `text_b` counts toward `max_note_bytes` together with the first; whether it
+    is present and non-empty is the reader's to check (a pair missing it is a `missing field`).
+    """
     if not text.strip():
         return EMPTY_TEXT
-    if len(text.encode("utf-8", errors="surrogatepass")) > max_note_bytes:
+    if _utf8_size(text) + (_utf8_size(text_b) if text_b else 0) > max_note_bytes:
         return OVERSIZE
     return None
 

@@ -7,6 +7,12 @@ input_records == kept_examples + duplicates_collapsed + rejected + skipped_not_n
 kept example landed in exactly one split). `skipped_not_notes` counts the records that a format holds
 beside its notes (FHIR Patients, Observations...); where a format names its kinds of record,
 `records_by_type` says what each kind became at reading. Counts only: no note text reaches the report.
+
+Under predefined (official) splits, duplicates are collapsed within a split only, so a text found in
+two splits is kept (and counted in `kept_examples`) once per split; the invariant holds unchanged.
+The summary then also says how many texts (`texts_in_several_splits`) and groups
+(`groups_in_several_splits`, with the first group ids by sort order as examples) the official
+splits share: leakage that the corpus itself carries, reported rather than repaired.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ FILE_OUTCOMES = ("notes", "rejected", "skipped")
 REJECTED_PREFIX = "rejected/"
 SPLIT_PREFIX = "split/"
 PHI_PREFIX = "phi/"
+TEXTS_IN_SEVERAL_SPLITS = "texts_in_several_splits"
+GROUPS_IN_SEVERAL_SPLITS = "groups_in_several_splits"
+GROUPS_IN_SEVERAL_SPLITS_EXAMPLES = "groups_in_several_splits_examples"
+#: `several_splits_group/<group id>`: one of the first groups (by id) found in more than one split.
+SEVERAL_SPLITS_GROUP_PREFIX = "several_splits_group/"
+#: Most group ids listed in `groups_in_several_splits_examples`.
+MAX_GROUP_EXAMPLES = 20
 
 
 class AccountingError(RuntimeError):
@@ -42,11 +55,14 @@ def _prefixed(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
     return {key[len(prefix) :]: value for key, value in sorted(counts.items()) if key.startswith(prefix)}
 
 
-def build_summary(counts: Mapping[str, int], split_names: Sequence[str]) -> dict[str, Any]:
+def build_summary(
+    counts: Mapping[str, int], split_names: Sequence[str], predefined_splits: bool = False
+) -> dict[str, Any]:
     """summary.json's content from the summed counters; splits that got no example show 0.
 
     `phi_replacements` counts the replacements in the kept examples, per typed token, so a collapsed
-    duplicate is not counted twice.
+    duplicate is not counted twice. With `predefined_splits`, the texts and groups that several splits
+    share are reported too (hash splitting cannot share either, and its summary stays as it was).
     """
     rejected_by_reason = _prefixed(counts, REJECTED_PREFIX)
     skipped_by_type = _prefixed(counts, SKIPPED_PREFIX)
@@ -65,6 +81,11 @@ def build_summary(counts: Mapping[str, int], split_names: Sequence[str]) -> dict
         "examples_per_split": {name: per_split.get(name, 0) for name in split_names},
         "phi_replacements": _prefixed(counts, PHI_PREFIX),
     }
+    if predefined_splits:
+        summary[TEXTS_IN_SEVERAL_SPLITS] = counts.get(TEXTS_IN_SEVERAL_SPLITS, 0)
+        summary[GROUPS_IN_SEVERAL_SPLITS] = counts.get(GROUPS_IN_SEVERAL_SPLITS, 0)
+        examples = sorted(_prefixed(counts, SEVERAL_SPLITS_GROUP_PREFIX))
+        summary[GROUPS_IN_SEVERAL_SPLITS_EXAMPLES] = examples[:MAX_GROUP_EXAMPLES]
     if skipped_by_type:
         summary["skipped_by_type"] = skipped_by_type
     if by_type:

@@ -5,6 +5,11 @@ composes them and turns "nothing left" into an `empty text` reject. MIMIC's `[**
 replaced wherever they occur, not only in MIMIC input, since notes derived from MIMIC travel in other
 formats. Replacements are counted per typed token for the ingest report.
 
+A pair's second text (`NoteRecord.text_b`, a question's passage) is normalized, placeholder-replaced
+and scrubbed like the first, its replacements counted with the note's; it is not segmented, so the
+pretraining sentences are those of the first text only, and it carries no spans. A pair whose second
+text comes out empty is rejected as `empty text` (detail `text_b`).
+
 Entity spans (token classification) ride through the steps as two private-use characters around each
 mention, so that every change of length before or inside a mention moves its span with it; after
 scrubbing the marks are taken out and the spans read off (a learned tagger's findings are split around
@@ -117,6 +122,16 @@ class TextSteps:
             message = f"text processing failed for {record.locator}: {type(error).__name__}"
             raise TextStepError(message).with_traceback(error.__traceback__) from None
 
+    def _deidentify(self, text: str, patient: str, counts: Counter[str]) -> str:
+        """Normalized, placeholders replaced and scrubbed; the replacements are added to `counts`."""
+        text = normalize.normalize_text(text)
+        if "[**" in text:
+            text, replaced = normalize.replace_mimic_placeholders(text)
+            counts.update(replaced)
+        scrubbed = self._scrubber.scrub(text, patient=patient)
+        counts.update(scrubbed.counts)
+        return scrubbed.text
+
     def _process(self, record: NoteRecord) -> ProcessedNote | Reject:
         counts: Counter[str] = Counter()
         text = record.text
@@ -124,13 +139,7 @@ class TextSteps:
             if SPAN_OPEN in text or SPAN_CLOSE in text:
                 return Reject(record.locator, records.BAD_SPANS, "the text holds U+E000 or U+E001")
             text = mark_spans(text, record.spans)
-        text = normalize.normalize_text(text)
-        if "[**" in text:
-            text, replaced = normalize.replace_mimic_placeholders(text)
-            counts.update(replaced)
-        scrubbed = self._scrubber.scrub(text, patient=record.group_id)
-        counts.update(scrubbed.counts)
-        text, spans = scrubbed.text, None
+        text, spans = self._deidentify(text, record.group_id, counts), None
         if record.spans is not None:
             unmarked = unmark_spans(text, [span.type for span in record.spans])
             if isinstance(unmarked, str):
@@ -139,6 +148,11 @@ class TextSteps:
         sentences = tuple(segment.segment_sentences(text))
         if not text.strip() or not sentences:
             return Reject(record.locator, records.EMPTY_TEXT)
+        text_b = None
+        if record.text_b is not None:
+            text_b = self._deidentify(record.text_b, record.group_id, counts)
+            if not text_b.strip():
+                return Reject(record.locator, records.EMPTY_TEXT, "text_b")
         return ProcessedNote(
             note_id=record.note_id,
             group_id=record.group_id,
@@ -149,4 +163,6 @@ class TextSteps:
             phi_counts=dict(counts),
             locator=record.locator,
             spans=spans,
+            split=record.split,
+            text_b=text_b,
         )

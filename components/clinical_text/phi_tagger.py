@@ -10,11 +10,8 @@ Choices, and why:
   over the I-T that follow; O, another type, and [CLS], [SEP] and padding (offset -1) end it. It is the
   lenient reading `token_labels.entity_spans` gives the Evaluator's scores, and for de-identification
   the one that loses nothing: an I-T after O is still the model saying "identifier".
-- Offsets: the export's piece offsets are UTF-8 bytes of `normalized_text` (in-graph NFKC and space
-  normalization). Ingestion hands the scrubber text it has already normalized, so that is usually the
-  text itself and bytes map to characters directly. When it is not, the two are aligned character by
-  character (difflib), and a span that starts or ends inside a changed stretch (a ligature NFKC
-  expanded, a run of spaces) takes in the whole stretch: findings are never skipped, at worst widened.
+- Offsets: the export's piece offsets are UTF-8 bytes of the text it was sent (it tokenizes the
+  request itself), so bytes map to characters of the window directly.
 - Words: a span is trimmed of whitespace, then widened to whole words (runs of letters and digits),
   so that a word the model labelled only in part (`123456` of `AB123456`) goes entirely.
 - Windows: the model sees at most `seq - 2` pieces. A text is cut into windows of `window_chars`
@@ -22,8 +19,9 @@ Choices, and why:
   in each window's second half. Each window but the first starts a quarter of the one before from its
   end (at a word's start), so that a name cut at a window's end is seen whole in the next. A window
   whose pieces did not all fit is fed again the same way, from a quarter of what the model read before
-  where it stopped, so no part of a long note is left untagged. The windows of a text go to the model
-  in batches of `batch_size`; overlapping findings of one kind are merged.
+  where it stopped, so no part of a long note is left untagged; a window that a windowed model refuses
+  as longer than its cap is fed again in two halves. The windows of a text go to the model in batches
+  of `batch_size`; overlapping findings of one kind are merged.
 - Kinds (`I2B2_KINDS`, overridable with `kinds`): names, dates, phone and fax numbers, e-mail, URLs
   and IP addresses, record and other id numbers, hospitals (and their departments and rooms), and
   places smaller than a state are replaced. What HIPAA Safe Harbor lets stay is kept in the text, as
@@ -35,7 +33,6 @@ Nothing here logs or raises with note text.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections import Counter
@@ -71,7 +68,7 @@ I2B2_KINDS: dict[str, str | None] = {
 }  # fmt: skip
 
 #: The outputs of the token-classification export's serving_default that the tagger reads.
-OUTPUTS = ("label_ids", "piece_starts", "piece_ends", "normalized_text", "label_names")
+OUTPUTS = ("label_ids", "piece_starts", "piece_ends", "label_names")
 #: Characters per window for each piece the model holds: clinical text runs at 4 to 5 characters a
 #: piece, so a window rarely needs feeding again.
 CHARS_PER_PIECE = 3
@@ -133,21 +130,6 @@ def _char_of_byte(text: str) -> np.ndarray:
     return np.append(np.repeat(np.arange(len(text)), widths), len(text))
 
 
-def _alignment(original: str, normalized: str) -> tuple[list[int], list[int]]:
-    """Where each character of `normalized` starts in `original`, and where each prefix of it ends.
-
-    Characters that changed map to the whole stretch they came from, so a span never shrinks.
-    """
-    starts, ends = [0] * len(normalized), [0] * (len(normalized) + 1)
-    matcher = difflib.SequenceMatcher(None, original, normalized, autojunk=False)
-    for tag, first, last, new_first, new_last in matcher.get_opcodes():
-        for offset, position in enumerate(range(new_first, new_last)):
-            equal = tag == "equal"
-            starts[position] = first + offset if equal else first
-            ends[position + 1] = first + offset + 1 if equal else last
-    return starts, ends
-
-
 def _cut(text: str, start: int, stop: int) -> int:
     """Where a window from `start` that may reach `stop` ends: after the last line break in its second
     half, else after the last whitespace there, else at `stop` (a word longer than half a window)."""
@@ -161,6 +143,16 @@ def _cut(text: str, start: int, stop: int) -> int:
         if text[position].isspace():
             return position + 1
     return stop
+
+
+def _halves(text: str, start: int, stop: int) -> list[tuple[int, int]]:
+    """[start, stop) in two windows that meet at a word boundary near its middle (one, unchanged,
+    when it is a single character; an error for a window the model refuses at any size)."""
+    if stop - start < 2:
+        raise ValueError("the tagger's model refuses a one-character window")
+    middle = _cut(text, start, start + (stop - start) // 2)
+    middle = min(max(middle, start + 1), stop - 1)
+    return [(start, middle), (middle, stop)]
 
 
 def _restart(text: str, start: int, stop: int) -> int:
@@ -242,8 +234,8 @@ class TokenTagger:
         self.batch_size = batch_size
         self.window_chars = window_chars or CHARS_PER_PIECE * max(self.seq_length - 2, 1)
         self.all_ages = all_ages
-        #: windows run, windows fed again (not all pieces fitted), windows whose normalized text differed
-        #: from the window and was aligned, and entities left in the text by kind None or age.
+        #: windows run, windows fed again (not all pieces fitted), windows halved (a windowed model
+        #: refused them as past its cap), and entities left in the text by kind None or age.
         self.counts: Counter[str] = Counter()
 
     def tag(self, text: str) -> list[tuple[int, int, str]]:
@@ -254,7 +246,13 @@ class TokenTagger:
             again: list[tuple[int, int]] = []
             for offset in range(0, len(pending), self.batch_size):
                 batch = pending[offset : offset + self.batch_size]
-                outputs = self._serve(text=tf.constant([text[start:end] for start, end in batch]))
+                try:
+                    outputs = self._serve(text=tf.constant([text[start:end] for start, end in batch]))
+                except tf.errors.InvalidArgumentError:
+                    # A window past a windowed model's cap of pieces: fed again in halves.
+                    again += [half for window in batch for half in _halves(text, *window)]
+                    self.counts["windows halved"] += len(batch)
+                    continue
                 outputs = {name: outputs[name].numpy() for name in OUTPUTS}
                 for row, (start, end) in enumerate(batch):
                     spans, seen = self._decode(text[start:end], {k: v[row] for k, v in outputs.items()})
@@ -287,19 +285,12 @@ class TokenTagger:
     ) -> tuple[list[tuple[int, int, str]], int | None]:
         """Entity spans of one window (its character offsets), and where the model stopped reading it
         (a character offset) when not all its pieces fitted, else None."""
-        normalized = row["normalized_text"].decode("utf-8")
         starts, ends = row["piece_starts"], row["piece_ends"]
         labels = [self.label_names[index] for index in row["label_ids"]]
-        char_of_byte = _char_of_byte(normalized)
-        if normalized == window:
-            to_start, to_end = None, None
-        else:
-            to_start, to_end = _alignment(window, normalized)
-            self.counts["windows aligned"] += 1
+        char_of_byte = _char_of_byte(window)
 
         def to_window(byte_start: int, byte_end: int) -> tuple[int, int]:
-            start, end = int(char_of_byte[byte_start]), int(char_of_byte[byte_end - 1]) + 1
-            return (start, end) if to_start is None else (to_start[start], to_end[end])
+            return int(char_of_byte[byte_start]), int(char_of_byte[byte_end - 1]) + 1
 
         spans = [(*to_window(start, end), kind) for start, end, kind in bio_entities(labels, starts, ends)]
         pieces = starts >= 0

@@ -12,6 +12,8 @@ so it stays O.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
@@ -50,11 +52,13 @@ def bio_piece_labels(
 
 
 def entity_spans(labels: np.ndarray | list[int]) -> set[tuple[int, int, int]]:
-    """(first position, end position, type) of each entity in one BIO id sequence.
+    """(first position, end position, type) of each entity in one BIO id sequence, read as conlleval
+    (the CoNLL-2000 script) reads it.
 
-    An entity starts at B-t, or at an I-t that does not continue an entity of type t (the usual lenient
-    reading of a model's output), and runs over the I-t that follow. Ignored positions (negative ids,
-    as -100) end an entity and belong to none.
+    An entity starts at B-t, or at an I-t whose previous position is not of type t (O, another type,
+    or the start), and runs over the I-t that follow; O, a B of any type and another type end it.
+    Negative ids ([CLS], [SEP] and padding, as the PHI tagger passes them) end an entity and belong to
+    none; `entity_scores` removes the unscored positions before reading, so there they never occur.
     """
     spans = set()
     start, kind = None, None
@@ -70,25 +74,38 @@ def entity_spans(labels: np.ndarray | list[int]) -> set[tuple[int, int, int]]:
     return spans
 
 
-def entity_scores(gold: list, predicted: list) -> dict[str, float]:
-    """Entity-level precision, recall and F1 (exact span and type), micro over all sequences.
+def entity_scores(gold: list, predicted: list) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 (exact type and boundaries), micro over all sequences and
+    per type, with the counts they come from.
 
-    `gold` and `predicted` are parallel lists of BIO id sequences; positions where gold is ignored
-    (negative) are ignored in the prediction too.
+    `gold` and `predicted` are parallel lists of BIO id sequences. Positions where gold is negative
+    (-100: the pieces of a word after its first, special tokens, padding) are removed from both before
+    entities are read, so an entity is a run of words: an unscored piece inside a word does not break
+    it, and entity positions index the remaining (word) sequence.
+
+    Returns precision, recall, f1, true_positives, gold, predicted, and `by_type`:
+    {type id: the same six} for every type that occurs in the gold or the predicted entities.
     """
-    true_positives = gold_count = predicted_count = 0
+    counts: dict[int, list[int]] = {}  # type -> [true positives, gold, predicted]
     for gold_row, predicted_row in zip(gold, predicted, strict=True):
         gold_row = np.asarray(gold_row)
-        predicted_row = np.where(gold_row < 0, gold_row, np.asarray(predicted_row)[: len(gold_row)])
-        gold_spans, predicted_spans = entity_spans(gold_row), entity_spans(predicted_row)
-        true_positives += len(gold_spans & predicted_spans)
-        gold_count += len(gold_spans)
-        predicted_count += len(predicted_spans)
+        scored = gold_row >= 0
+        gold_spans = entity_spans(gold_row[scored])
+        predicted_spans = entity_spans(np.asarray(predicted_row)[: len(gold_row)][scored])
+        for column, spans in enumerate((gold_spans & predicted_spans, gold_spans, predicted_spans)):
+            for _, _, kind in spans:
+                counts.setdefault(kind, [0, 0, 0])[column] += 1
+    totals = [sum(row[column] for row in counts.values()) for column in range(3)]
+    by_type = {kind: _scores(*counts[kind]) for kind in sorted(counts)}
+    return {**_scores(*totals), "by_type": by_type}
+
+
+def _scores(true_positives: int, gold: int, predicted: int) -> dict[str, float]:
     return {
-        **precision_recall_f1(true_positives, gold_count, predicted_count),
+        **precision_recall_f1(true_positives, gold, predicted),
         "true_positives": true_positives,
-        "gold": gold_count,
-        "predicted": predicted_count,
+        "gold": gold,
+        "predicted": predicted,
     }
 
 

@@ -78,6 +78,7 @@ def _trim_round_robin(length_a: tf.Tensor, length_b: tf.Tensor, budget: int) -> 
 
     Both long: A keeps ceil(budget / 2), B floor(budget / 2); one short: it keeps all, the other the rest.
     """
+    budget = tf.constant(budget, length_a.dtype)  # row lengths are int64 in a ragged tensor's graph
     keep_a = tf.minimum(length_a, tf.maximum((budget + 1) // 2, budget - length_b))
     keep_b = tf.minimum(length_b, budget - keep_a)
     return keep_a, keep_b

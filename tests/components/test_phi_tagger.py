@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 TYPES = ["PATIENT", "DOCTOR", "AGE", "STATE", "IDNUM", "VENDOR"]
 NAMES = bio_labels(TYPES)
 # Pieces: runs of letters, runs of digits, and every other non-space character alone.
-PIECE_DELIMITERS = r"\s+|[0-9]+|[^[:alnum:][:space:]]"
-KEPT_DELIMITERS = r"[0-9]+|[^[:alnum:][:space:]]"
+PIECE_DELIMITERS = r"\s+|\p{Nd}+|[^\p{L}\p{Nd}\s]"
+KEPT_DELIMITERS = r"\p{Nd}+|[^\p{L}\p{Nd}\s]"
 LABELS = {
     "Zorblat": "B-PATIENT",
     "Quux": "I-PATIENT",
@@ -56,9 +56,12 @@ NO_NAME_RULES = {"titled_names": False, "untitled_names": False, "locations": Fa
 class RuleExport(tf.Module):
     """`serving_default` as `finetune_module.TokenServingModule` exports it, labels from `LABELS`."""
 
-    def __init__(self, seq_length: int = SEQ):
+    def __init__(self, seq_length: int = SEQ, cap_chars: int = 0):
         super().__init__()
         self.seq_length = seq_length
+        self.cap_chars = (
+            cap_chars  # > 0: refuses longer texts, as a windowed model refuses notes past its cap
+        )
         self.label_names = tf.constant(NAMES)
         ids = [NAMES.index(label) for label in LABELS.values()]
         initializer = tf.lookup.KeyValueTensorInitializer(list(LABELS), tf.constant(ids, tf.int64))
@@ -66,16 +69,19 @@ class RuleExport(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text):
-        normalized = normalize_in_graph(text)
-        pieces, starts, ends = tf_text.regex_split_with_offsets(normalized, PIECE_DELIMITERS, KEPT_DELIMITERS)
+        if self.cap_chars:
+            fits = tf.reduce_all(tf.strings.length(text, unit="UTF8_CHAR") <= self.cap_chars)
+            tf.debugging.Assert(fits, ["rejected: past the cap"])
+        pieces, starts, ends = tf_text.regex_split_with_offsets(text, PIECE_DELIMITERS, KEPT_DELIMITERS)
         # [CLS], [SEP] and padding are labelled B-PATIENT: only their offsets (-1) keep them out.
-        label_ids = pack_labels(tf.ragged.map_flat_values(self.table.lookup, pieces), self.seq_length, 1)
+        # Looked up as NFKC, the way the real export's tokenizer normalizes while offsets stay on the text.
+        normalized = tf.ragged.map_flat_values(tf_text.normalize_utf8, pieces, "NFKC")
+        label_ids = pack_labels(tf.ragged.map_flat_values(self.table.lookup, normalized), self.seq_length, 1)
         return {
             "probabilities": tf.one_hot(label_ids, len(NAMES)),  # (batch, seq, labels)
             "label_ids": label_ids,  # (batch, seq)
             "piece_starts": pack_labels(starts, self.seq_length, ignore_label=-1),
             "piece_ends": pack_labels(ends, self.seq_length, ignore_label=-1),
-            "normalized_text": normalized,
             "label_names": tf.tile(self.label_names[None, :], [tf.shape(text)[0], 1]),  # (batch, labels)
         }
 
@@ -124,11 +130,10 @@ def test_entity_types_map_to_kinds_and_safe_harbor_keeps_states_and_young_ages(e
     assert not phi_tagger.age_is_phi("eighty-nine") and not phi_tagger.age_is_phi("89 yo")
 
 
-def test_text_the_export_normalizes_differently_is_aligned_not_skipped(export):
+def test_text_that_nfkc_changes_is_tagged_at_its_own_offsets(export):
     tagger = TokenTagger(export)
-    text = "ﬁ…  Ｚｏｒｂｌａｔ Quux, aged 92"  # one window; NFKC: "fi", "...", "Zorblat"; one space
+    text = "ﬁ…  Ｚｏｒｂｌａｔ Quux, aged 92"  # NFKC: "fi", "...", "Zorblat"; the model reads it as such
     assert found(tagger, text) == [("92", "age"), ("Ｚｏｒｂｌａｔ Quux", "name")]
-    assert tagger.counts["windows aligned"] == tagger.counts["windows"] == 1
 
 
 def test_a_long_text_is_tagged_in_windows_to_its_end(export):
@@ -141,6 +146,16 @@ def test_a_long_text_is_tagged_in_windows_to_its_end(export):
     refed = TokenTagger(export, window_chars=100_000, batch_size=2)
     assert found(refed, text) == found(windowed, text)
     assert refed.counts["windows fed again"] >= len(text.split()) // 10 - 1
+
+
+def test_windows_a_model_refuses_as_past_its_cap_are_fed_again_in_halves(tmp_path):
+    module = RuleExport(seq_length=1000, cap_chars=60)
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve_text})
+    filler = " ".join(["stable"] * 40)
+    text = f"Zorblat seen.\n{filler} Vantreece called.\n{filler}, then Zorblat Quux"
+    halving = TokenTagger(str(tmp_path), batch_size=4)
+    assert found(halving, text) == [("Vantreece", "name"), ("Zorblat", "name"), ("Zorblat Quux", "name")]
+    assert halving.counts["windows halved"] >= 1
 
 
 def _record(text: str, spans: tuple[Span, ...] | None = None) -> NoteRecord:

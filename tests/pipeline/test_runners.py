@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.test_local_run import COMPONENTS  # every node of create_pipeline
+from tests.pipeline.runs import COMPONENTS  # every node of create_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 RESOLVER = "latest_blessed_model_resolver"
@@ -232,7 +232,10 @@ def test_token_classification_config_is_checked_and_reaches_transform_trainer_an
     assert "needs reader_config.spans_key" in str(raised.value)
 
     config = PipelineConfig.from_file(f"{REPO}/pipeline/ncbi_disease_tokens.json", **TINY)
-    assert (config.task, config.corpus_format, config.preset) == ("token_classification", "jsonl", "tiny")
+    assert (config.task, config.corpus_format, config.preset) == ("token_classification", "conll", "tiny")
+    assert config.entity_types == ("Disease",)  # BLURB scores one type
+    gen = {node.id: node for node in create_pipeline(config).components}["ClinicalExampleGen"]
+    assert json.loads(gen.exec_properties["split_source"]) == config.split_source
     nodes = {node.id: node for node in create_pipeline(config).components}
     for node_id in ("TokenizedTransform", "finetune"):
         custom = json.loads(nodes[node_id].exec_properties["custom_config"])
@@ -243,3 +246,34 @@ def test_token_classification_config_is_checked_and_reaches_transform_trainer_an
     spec = eval_config(config)
     assert spec.model_specs[0].label_key == "token_labels"
     assert [m.class_name for m in spec.metrics_specs[0].metrics] == ["ExampleCount", "EntityF1"]
+
+
+def test_every_task_config_loads_and_gets_its_evaluation():
+    from pipeline.configs import REPO, TINY, PipelineConfig
+    from pipeline.pipeline import create_pipeline, eval_config
+
+    pair = PipelineConfig.from_file(f"{REPO}/pipeline/pubmedqa.json", **TINY)
+    assert pair.task == "text_pair_classification" and pair.label_names == ("yes", "no", "maybe")
+    assert pair.split_source["field"]["test"] == ["test"]
+    nodes = {node.id: node for node in create_pipeline(pair).components}
+    assert json.loads(nodes["TokenizedTransform"].exec_properties["custom_config"])["task"] == pair.task
+    assert eval_config(pair).model_specs[0].label_key == "label"
+    with pytest.raises(ValueError, match="needs reader_config text_b_key"):
+        pair.replace(reader_config={"text_key": "question"})
+
+    multi = PipelineConfig.from_file(f"{REPO}/pipeline/mtsamples_specialties.json", **TINY)
+    assert multi.task == PipelineConfig().task == "multi_label_classification"  # the default run's task
+    spec = eval_config(multi)
+    assert (spec.model_specs[0].label_key, spec.model_specs[0].prediction_key) == (
+        "label_set",
+        "decision_scores",
+    )
+    assert [m.class_name for m in spec.metrics_specs[0].metrics] == ["ExampleCount", "MultiLabelF1"]
+    blessed = spec.metrics_specs[0].metrics[1]
+    assert json.loads(blessed.config)["name"] == "micro_f1" and blessed.HasField("threshold")
+    macro = eval_config(multi.replace(blessing_metric="macro_f1")).metrics_specs[0].metrics[1]
+    assert json.loads(macro.config)["name"] == "multi_label_macro_f1"
+    with pytest.raises(ValueError, match="needs label_names"):
+        multi.replace(label_names=())
+    with pytest.raises(ValueError, match="label_priority names labels not in label_names"):
+        multi.replace(task="note_classification", label_priority=("Veterinary",))

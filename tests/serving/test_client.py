@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from concurrent import futures
@@ -78,7 +79,28 @@ class FakeServing(
         scores = np.array([fake_scores(t) for t in texts], np.float32).reshape(len(texts), len(LABELS))
         response.outputs["probabilities"].CopyFrom(tf.make_tensor_proto(scores))
         response.outputs["label_names"].CopyFrom(tf.make_tensor_proto(list(LABELS), dtype=tf.string))
+        self._entities(texts, response)
+        response.outputs["predicted"].CopyFrom(tf.make_tensor_proto((scores >= 0.25).astype(np.int64)))
         return response
+
+    @staticmethod
+    def _entities(texts: list[str], response) -> None:
+        """A token model's outputs: every capitalized word an entity, padded as the export pads them."""
+        found = [[(m.start(), m.end()) for m in re.finditer(r"[A-ZÉ]\w*", text)] for text in texts]
+        width = max([len(row) for row in found] + [0])
+        starts = np.full((len(texts), width), -1, np.int64)
+        ends, kinds = starts.copy(), np.full((len(texts), width), b"", object)
+        scores = np.zeros((len(texts), width), np.float32)
+        for row, spans in enumerate(found):
+            for column, (start, end) in enumerate(reversed(spans)):  # out of order: the client sorts
+                starts[row, column], ends[row, column] = start, end
+                kinds[row, column], scores[row, column] = b"Name", 0.5 + column / 10
+        counts = np.array([len(row) for row in found], np.int64)
+        for name, value in (
+            ("num_entities", counts), ("entity_starts", starts), ("entity_ends", ends),
+            ("entity_types", kinds), ("entity_scores", scores),
+        ):  # fmt: skip
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
 
     def Classify(self, request, context):
         self._enter("Classify", request, context)
@@ -164,6 +186,57 @@ def test_predict_builds_the_request_and_parses_probabilities(fake, target):
     for note, result in zip(NOTES, results, strict=True):
         assert list(result) == list(LABELS)
         assert list(result.values()) == pytest.approx(fake_scores(note), rel=1e-6)
+
+
+def test_a_pair_model_gets_one_passage_per_note(fake, target):
+    passages = ["Is it cardiac?", "Is it neurological?", "Is it a fracture?"]
+    with ServingClient(target, timeout=5) as client:
+        client.predict(list(NOTES), passages)
+        _, request = fake.requests[-1]
+        sent = [t.decode() for t in tf.make_ndarray(request.inputs["text_b"]).tolist()]
+        assert sent == passages
+        with pytest.raises(ValueError, match="one passage per note"):
+            client.predict(list(NOTES), passages[:2])
+
+
+def test_labels_are_those_predicted_in_label_order(fake, target):
+    with ServingClient(target, timeout=5) as client:
+        labels = client.labels(list(NOTES))
+    _, request = fake.requests[-1]
+    assert set(request.output_filter) == {"predicted", "label_names"}
+    expected = [
+        [name for name, p in zip(LABELS, fake_scores(note), strict=True) if p >= 0.25] for note in NOTES
+    ]
+    assert labels == expected and any(labels)
+
+
+def test_entities_come_back_as_objects_at_the_texts_own_offsets(fake, target):
+    texts = ["Seen by Dr Émile Zorn.", "", "no names here", "Ｚｏｒｎ"]
+    with ServingClient(target, timeout=5) as client:
+        found = client.entities(texts)
+    _, request = fake.requests[-1]
+    assert set(request.output_filter) == set(serving_client.ENTITY_OUTPUTS)
+    assert [
+        [(texts[row][e.start : e.end], e.type) for e in entities] for row, entities in enumerate(found)
+    ] == [
+        [("Seen", "Name"), ("Dr", "Name"), ("Émile", "Name"), ("Zorn", "Name")],
+        [],
+        [],
+        [],  # full-width letters are not capitals to the fake: nothing
+    ]
+    assert all(0.5 <= e.score < 1 for e in found[0])
+    with pytest.raises(TypeError):
+        ServingClient(target).entities("one string")
+
+
+def test_cli_entities_prints_offsets_never_text(fake, target, tmp_path, capsys):
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"Zorn seen\r\nby Ames")
+    assert serving_client.main(["entities", "--target", target, str(note)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["note", "start", "end", "type", "score"]
+    assert [line.split()[:4] for line in lines[1:]] == [["0", "0", "4", "Name"], ["0", "14", "18", "Name"]]
+    assert "Zorn" not in "\n".join(lines)
 
 
 def test_unpinned_version_is_left_unset(fake, target):

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.clinical_example_gen import executor, readers, records
+from components.clinical_example_gen import report as report_lib
 from components.clinical_example_gen.artifacts import IngestReport
 from components.clinical_text import phi_tokens
 
@@ -84,6 +85,22 @@ def run_executor(
     }
     executor.Executor(context).Do({}, {"examples": [examples], "report": [report]}, exec_properties)
     return Run(examples, report, out)
+
+
+def write_jsonl(path: Path, lines: list[object]) -> Path:
+    """One JSON value a line, in a new file (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def checked_summary(run: Run) -> dict:
+    """summary.json, after checking its accounting and that it matches what was written."""
+    summary = run.summary
+    files = [json.loads(line) for line in (Path(run.report.uri) / "files.jsonl").read_text().splitlines()]
+    report_lib.check_accounting(summary, files)
+    assert {name: len(notes) for name, notes in run.all_notes().items()} == summary["examples_per_split"]
+    return summary
 
 
 def test_shipped_mtsamples_end_to_end(tmp_path: Path) -> None:

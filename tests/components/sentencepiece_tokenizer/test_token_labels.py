@@ -1,4 +1,5 @@
-"""BIO labels per SentencePiece piece from character spans, their packing, and entity-level scores."""
+"""BIO labels per SentencePiece piece from character spans, their packing, and entity-level scores on
+words (conlleval)."""
 
 from __future__ import annotations
 
@@ -79,33 +80,69 @@ def test_labels_pack_like_the_ids_with_special_positions_ignored():
     np.testing.assert_array_equal(packed, [[ignore, 1, 2, 0, ignore], [ignore, 0, ignore, ignore, ignore]])
 
 
-def test_entity_spans_read_bio_leniently():
-    # B-0 I-0 | O | B-1 | I-1 without B-1 before it starts an entity | I-0 after B-1 starts another.
+def test_entity_spans_read_bio_as_conlleval():
+    # B-0 I-0 | O | B-1 | I-1 after O starts an entity | I-0 after I-1 (another type) starts another.
     expected = {(0, 2, 0), (3, 4, 1), (5, 7, 1), (7, 8, 1), (8, 9, 0)}
     assert entity_spans([1, 2, 0, 3, 0, 4, 4, 3, 2]) == expected
-    assert entity_spans([IGNORE_LABEL, 1, 2, IGNORE_LABEL]) == {(1, 3, 0)}
+    assert entity_spans([4, 2]) == {(0, 1, 1), (1, 2, 0)}  # I at the start starts an entity
+    assert entity_spans([IGNORE_LABEL, 1, 2, IGNORE_LABEL]) == {(1, 3, 0)}  # as the PHI tagger reads
     assert entity_spans([0, 0]) == set()
+
+
+IGNORE = IGNORE_LABEL
+# Types 0 and 1: O = 0, B-0 = 1, I-0 = 2, B-1 = 3, I-1 = 4. One packed row: [CLS], eleven words
+# w0..w10, [SEP], padding. w1 is three pieces and w4 two; only a word's first piece is labelled.
+#             CLS  w0 w1 (w1 pieces)    w2 w3 w4 (w4)    w5 w6 w7 w8 w9 w10 SEP     pad
+GOLD_ROW = [IGNORE, 1, 2, IGNORE, IGNORE, 2, 0, 4, IGNORE, 4, 3, 0, 1, 4, 0, IGNORE, IGNORE]
+PREDICTED_ROW = [1, 1, 2, 0, 3, 2, 0, 4, 0, 4, 3, 2, 1, 2, 0, 3, 0]  # ignored positions: anything
+# On words (conlleval), as (first word, end word, type):
+#   gold       B-0 I-0 I-0 O I-1 I-1 B-1 O   B-0 I-1 O   -> (0,3,0) (4,6,1) (6,7,1) (8,9,0) (9,10,1)
+#              (I-1 after O starts; B-1 after I-1 starts anew; I-1 after B-0 is a change of type)
+#   predicted  B-0 I-0 I-0 O I-1 I-1 B-1 I-0 B-0 I-0 O   -> (0,3,0) (4,6,1) (6,7,1) (7,8,0) (8,10,0)
+# Right: (0,3,0) (4,6,1) (6,7,1) -- (0,3,0) and (4,6,1) cross ignored pieces that are O or B-1 in
+# the prediction, and still count as whole entities.
+#   micro   P = 3/5, R = 3/5, F1 = 3/5
+#   type 0  gold 2, predicted 3, right 1: P = 1/3, R = 1/2, F1 = 2 * (1/6) / (5/6) = 2/5
+#   type 1  gold 3, predicted 2, right 2: P = 1,   R = 2/3, F1 = 2 * (2/3) / (5/3) = 4/5
+
+
+def test_entity_scores_read_words_as_conlleval_micro_and_per_type():
+    words = np.asarray(GOLD_ROW)[np.asarray(GOLD_ROW) >= 0]
+    assert entity_spans(words) == {(0, 3, 0), (4, 6, 1), (6, 7, 1), (8, 9, 0), (9, 10, 1)}
+    scores = entity_scores([GOLD_ROW], [PREDICTED_ROW])
+    assert (scores["true_positives"], scores["gold"], scores["predicted"]) == (3, 5, 5)
+    assert scores["precision"] == scores["recall"] == scores["f1"] == pytest.approx(3 / 5)
+    assert set(scores["by_type"]) == {0, 1}
+    first, second = scores["by_type"][0], scores["by_type"][1]
+    assert (first["true_positives"], first["gold"], first["predicted"]) == (1, 2, 3)
+    assert (first["precision"], first["recall"]) == (pytest.approx(1 / 3), pytest.approx(1 / 2))
+    assert first["f1"] == pytest.approx(2 / 5)
+    assert (second["true_positives"], second["gold"], second["predicted"]) == (2, 3, 2)
+    assert (second["precision"], second["recall"]) == (1.0, pytest.approx(2 / 3))
+    assert second["f1"] == pytest.approx(4 / 5)
 
 
 def test_entity_scores_need_exact_span_and_type():
     gold = [[IGNORE_LABEL, 1, 2, 0, 3, 4, IGNORE_LABEL], [IGNORE_LABEL, 0, 1, IGNORE_LABEL]]
     predicted = [[3, 1, 2, 0, 3, 0, 1], [0, 0, 3, 0]]  # second row: right span, wrong type
     scores = entity_scores(gold, predicted)
-    # Gold: (1,3,0), (4,6,1), (2,3,0). Predicted: (1,3,0), (4,5,1), (2,3,1) (ignored positions dropped).
+    # On words. Gold: (0,2,0), (3,5,1); (1,2,0). Predicted: (0,2,0), (3,4,1); (1,2,1).
     assert (scores["gold"], scores["predicted"]) == (3, 3)
     assert scores["precision"] == pytest.approx(1 / 3) and scores["recall"] == pytest.approx(1 / 3)
     assert scores["f1"] == pytest.approx(1 / 3)
     assert entity_scores(gold, gold)["f1"] == 1.0
+    empty = entity_scores([[IGNORE_LABEL, 0]], [[1, 0]])
+    assert (empty["f1"], empty["gold"], empty["predicted"], empty["by_type"]) == (0.0, 0, 0, {})
 
 
 def test_transform_labels_every_ncbi_sample_mention_that_fits(model_proto):
     # Ingestion (reader, text steps, tf.Example) then the Transform's label features: decoding the
-    # packed labels gives back each mention's text, type included, up to the truncation point.
+    # packed labels finds each mention, type included, up to the truncation point, in whole words.
     import json
     from pathlib import Path
 
     from components.clinical_example_gen import examples, readers, text_steps
-    from components.transform_module import normalize_in_graph, token_label_features
+    from components.transform_module import normalize_in_graph, token_label_features, word_label_pieces
 
     sample = Path(__file__).resolve().parents[3] / "data" / "sample" / "ncbi_disease_sample.jsonl"
     types = ["SpecificDisease", "DiseaseClass", "CompositeMention"]  # Modifier left out on purpose
@@ -121,26 +158,37 @@ def test_transform_labels_every_ncbi_sample_mention_that_fits(model_proto):
         "span_types": tf.ragged.constant([list(f["span_types"].bytes_list.value) for f in parsed], tf.string),
     }
     texts = tf.constant([note.text for note in notes])
-    out = token_label_features(texts, spans, model_proto, 256, types)
+    word_labels, _ = word_label_pieces(texts, spans, model_proto, types)
+    out = token_label_features(word_labels, spans, 256)
     _, starts, ends = make_tokenizer(model_proto).tokenize_with_offsets(normalize_in_graph(texts))
     names = bio_labels(types)
     source = {d["id"]: d for d in map(json.loads, sample.read_text(encoding="utf-8").splitlines())}
     labelled_total = 0
     for row, note in enumerate(notes):
         labels = out["token_labels"][row].numpy()
+        # Entities are read on the labelled positions (words), as the Evaluator reads them; a word runs
+        # from its labelled piece to the piece before the next word's (or [SEP]). Piece = position - 1.
+        words = np.flatnonzero(labels >= 0)
+        sep = min(254, len(ends[row])) + 1
+        word_ends = [*words[1:], sep]
         decoded = set()
-        for first, end, kind in entity_spans(labels):  # positions in the packed row: piece = position - 1
-            text = note.text.encode()[starts[row][first - 1] : ends[row][end - 2]].decode().strip()
-            decoded.add((text, types[kind]))
+        for first, end, kind in entity_spans(labels[words]):
+            start_byte, end_byte = starts[row][words[first] - 1], ends[row][word_ends[end - 1] - 2]
+            decoded.add((note.text.encode()[start_byte:end_byte].decode().strip(), types[kind]))
         typed = [s for s in note.spans if s.type in types]
-        assert decoded <= {(note.text[s.start : s.end], s.type) for s in typed}, note.note_id
-        last_piece_end = ends[row][min(254, len(ends[row])) - 1]  # the last piece that fits
+        mentions = {(note.text[s.start : s.end], s.type) for s in typed}
+        # Each entity is whole words around one or more mentions of its type, and each mention that fits
+        # lies in an entity of its type.
+        for text, kind in decoded:
+            assert any(m in text for m, t in mentions if t == kind), (note.note_id, text)
+        last_piece_end = ends[row][sep - 2]  # the last piece that fits
         fits = {
             (note.text[s.start : s.end], s.type)
             for s in typed
             if len(note.text[: s.end].encode()) <= last_piece_end
         }
-        assert fits <= decoded, note.note_id
+        for mention, kind in fits:
+            assert any(mention in text for text, t in decoded if t == kind), (note.note_id, mention)
         assert out["num_spans"][row] == len(source[note.note_id]["entities"])
         assert out["num_spans_labelled"][row] == len([n for n in labels if n > 0 and n % 2 == 1])
         labelled_total += int(out["num_spans_labelled"][row])

@@ -107,6 +107,20 @@ def test_pack_matches_keras_hub_multi_segment_packer(seq_length):
         np.testing.assert_array_equal(packed["segment_ids"], segment_ids)
 
 
+def test_a_pair_packs_in_a_graph_as_eagerly():
+    # The Transform traces `pack` in a graph, where row lengths are int64 tensors.
+    a, b = ragged([[5, 6, 7, 8, 9], [5]]), ragged([[10, 11, 12], [10, 11, 12, 13, 14, 15]])
+    eager = pack(a, b, seq_length=7, cls_id=CLS, sep_id=SEP, pad_id=PAD)
+    traced = tf.function(lambda x, y: pack(x, y, seq_length=7, cls_id=CLS, sep_id=SEP, pad_id=PAD))(a, b)
+    for key, value in eager.items():
+        np.testing.assert_array_equal(traced[key], value)
+    # Four ids to share: the longer side loses more (A keeps 2 of 5, B 2 of 3; then A all 1, B 3 of 6).
+    assert traced["token_ids"].numpy().tolist() == [
+        [CLS, 5, 6, SEP, 10, 11, SEP],
+        [CLS, 5, SEP, 10, 11, 12, SEP],
+    ]
+
+
 def test_pack_rejects_bad_inputs():
     with pytest.raises(ValueError, match="seq_length must be >= 3"):
         pack(ragged([[5]]), ragged([[6]]), seq_length=2, cls_id=CLS, sep_id=SEP, pad_id=PAD)
