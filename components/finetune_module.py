@@ -31,6 +31,10 @@ Transform's `label_set`, then chooses each label's threshold for its F1 on the w
 and label_names; classify answers the probabilities as scores; predict_examples answers
 decision_scores, the probabilities mapped so that 0.5 is each label's threshold (the Evaluator's cut).
 
+Note tasks read with windows (window_stride) pool the windows' logits by mean or max: window_pooling,
+or with "auto" the one with the higher eval figure. The model run folder's reading.json records the
+choice, each pooling's figure on the eval split, and the multi-label thresholds.
+
 Token classification (task="token_classification", with entity_types and tokenizer_dir, which
 TokenizedTrainer adds) trains an AlbertTokenClassifier on the Transform's `token_labels` (the BIO id of
 each word at its first piece) and exports:
@@ -53,6 +57,7 @@ each word at its first piece) and exports:
 
 from __future__ import annotations
 
+import json
 import os
 
 import keras
@@ -90,6 +95,9 @@ TOKEN_TASK = "token_classification"
 #: How an op's error message says that it refused the client's input and is safe to show the client
 #: (it names limits, never input text): the local model server passes such messages through.
 REJECTED = "rejected: "
+#: In the Trainer's model run folder: how a note task's model reads a note, chosen on the eval split
+#: (window pooling and each pooling's eval figure, the multi-label thresholds).
+READING_FILE = "reading.json"
 #: How a note task pools its windows' logits into the note's.
 POOLINGS = ("mean", "max")
 #: The multi-label Evaluator signature's output (see MultiLabelServingModule).
@@ -578,6 +586,19 @@ def run_fn(fn_args) -> None:
     if not tokens:
         logits, targets = _note_logits(classifier, eval_files, feature_spec, global_batch, target, windows)
         pooling, thresholds, figures = choose_note_reading(logits, targets, multi_label, pooling)
+        reading = {
+            "window_pooling": pooling if windows is not None else None,
+            "eval_metric": "micro_f1" if multi_label else "accuracy",
+            "eval_by_window_pooling": figures if windows is not None else None,
+            "eval_notes": len(targets),
+        }
+        if multi_label:
+            reading["thresholds"] = {
+                name: round(float(t), 4) for name, t in zip(names, thresholds, strict=True)
+            }
+        reading_path = trainer_common.worker_path(strategy, os.path.join(fn_args.model_run_dir, READING_FILE))
+        with tf.io.gfile.GFile(reading_path, "w") as f:
+            f.write(json.dumps(reading, indent=2, sort_keys=True) + "\n")
         if windows is not None:
             logging.info(
                 "eval %s by window pooling: %s; exported: %s",

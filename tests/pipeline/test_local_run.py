@@ -13,6 +13,7 @@ DirectRunner), on the bundled sample with a few broken records appended:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,6 +91,13 @@ def test_the_evaluator_scores_every_label_at_its_threshold(first_run):
     names = {"micro_f1", "multi_label_macro_f1", "micro_precision", "micro_recall", "subset_accuracy"}
     assert names <= set(overall) and 0.0 <= overall["micro_f1"] <= 1.0
     assert {label for name, label in per_label if name == "f1"} == set(range(40))
+    # How the model reads a note, chosen on the eval split, with both poolings' figures.
+    (reading_file,) = (out / "pipeline" / "finetune" / "model_run").glob("*/reading.json")
+    reading = json.loads(reading_file.read_text())
+    figures = reading["eval_by_window_pooling"]
+    assert set(figures) == {"mean", "max"} and reading["window_pooling"] in figures
+    assert figures[reading["window_pooling"]] == max(figures.values())
+    assert len(reading["thresholds"]) == 40 and reading["eval_notes"] > 0
 
 
 def test_the_pushed_model_is_served_over_grpc(first_run):
