@@ -116,7 +116,9 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
     first `warmup_steps` replaced by a linear ramp `peak * step / warmup_steps`.
 
     As in google-research/albert's optimization.py, the decay counts from step 0, not from the
-    end of warmup.
+    end of warmup. With `decay_from_warmup` it counts from the end of warmup instead (the linear
+    warmup then linear decay of BERT fine-tuning): the rate reaches `peak` at `warmup_steps`, then
+    falls to `end` at `total_steps`, with no jump between the two.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: int = 0,
         end_learning_rate: float = 0.0,
         power: float = 1.0,
+        decay_from_warmup: bool = False,
     ):
         if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
             raise ValueError(
@@ -137,10 +140,13 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = warmup_steps
         self.end_learning_rate = end_learning_rate
         self.power = power
+        self.decay_from_warmup = decay_from_warmup
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        progress = ops.minimum(step, self.total_steps) / self.total_steps
+        start = self.warmup_steps if self.decay_from_warmup else 0
+        span = max(self.total_steps - start, 1)
+        progress = ops.clip((step - start) / span, 0.0, 1.0)
         decayed = (self.peak_learning_rate - self.end_learning_rate) * ops.power(
             1.0 - progress, self.power
         ) + self.end_learning_rate
@@ -156,4 +162,5 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
             warmup_steps=self.warmup_steps,
             end_learning_rate=self.end_learning_rate,
             power=self.power,
+            decay_from_warmup=self.decay_from_warmup,
         )

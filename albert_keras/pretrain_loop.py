@@ -29,7 +29,7 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.steps_per_checkpoint
-        if _is_chief(self.model):
+        if is_chief(self.model):
             save_checkpoint(self.model, self.directory, step)
             return
         # A multi-worker tf.distribute run: every worker saves (as tf.distribute asks, in case reading
@@ -38,7 +38,7 @@ class StepCheckpoint(keras.callbacks.Callback):
             save_checkpoint(self.model, scratch, step)
 
 
-def _is_chief(model: keras.Model) -> bool:
+def is_chief(model: keras.Model) -> bool:
     """False only on a non-chief worker of a multi-worker tf.distribute strategy (the TensorFlow
     backend's models carry their strategy; the others have none)."""
     strategy = getattr(model, "distribute_strategy", None)

@@ -31,6 +31,10 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
+from components.scores import macro_over_seen, per_class_scores, precision_recall_f1, rates
+
+__all__ = ["EntityF1", "MacroF1", "MultiLabelF1", "per_class_scores"]
+
 MACRO_F1 = "macro_f1"
 
 
@@ -57,36 +61,6 @@ def _computations(
                 )
             )
     return computations
-
-
-def _rates(
-    true_positives: np.ndarray, predicted: np.ndarray, actual: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(precision, recall, F1) per class from its counts of true positives, predictions and gold
-    occurrences; 0 where a ratio is undefined."""
-    true_positives, predicted, actual = (
-        np.asarray(a, dtype=float) for a in (true_positives, predicted, actual)
-    )
-    zeros = np.zeros_like(true_positives)
-    precision = np.divide(true_positives, predicted, out=zeros.copy(), where=predicted > 0)
-    recall = np.divide(true_positives, actual, out=zeros.copy(), where=actual > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=zeros.copy(), where=total > 0)
-    return precision, recall, f1
-
-
-def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(precision, recall, f1) per class and the macro F1 over classes seen, from a confusion matrix
-    indexed [true class, predicted class]."""
-    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision, recall, f1 = _rates(np.diag(confusion), predicted, actual)
-    return precision, recall, f1, _macro(f1, predicted, actual)
-
-
-def _macro(f1: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Mean F1 over the classes that occur in the labels or the predictions (0 when none does)."""
-    seen = (np.asarray(predicted) > 0) | (np.asarray(actual) > 0)
-    return float(f1[seen].mean()) if seen.any() else 0.0
 
 
 def _own_inputs(element: metric_types.StandardMetricInputs, model_name: str):
@@ -252,16 +226,16 @@ class _MultiLabelCombiner(beam.CombineFn):
             _grown(accumulator[count], size) for count in self._COUNTS
         )
         predicted, actual = true_positives + false_positives, true_positives + false_negatives
-        precision, recall, f1 = _rates(true_positives, predicted, actual)
+        precision, recall, f1 = rates(true_positives, predicted, actual)
         micro_precision, micro_recall, micro_f1 = (
-            float(value[0]) for value in _rates([true_positives.sum()], [predicted.sum()], [actual.sum()])
+            float(value[0]) for value in rates([true_positives.sum()], [predicted.sum()], [actual.sum()])
         )
         notes = accumulator["notes"]
         output = {
             self._keys[MICRO_F1]: micro_f1,
             self._keys["micro_precision"]: micro_precision,
             self._keys["micro_recall"]: micro_recall,
-            self._keys[MULTI_LABEL_MACRO_F1]: _macro(f1, predicted, actual),
+            self._keys[MULTI_LABEL_MACRO_F1]: macro_over_seen(f1, predicted, actual),
             self._keys["subset_accuracy"]: accumulator["exact"] / notes if notes else 0.0,
         }
         key = self._keys[MICRO_F1]
@@ -328,7 +302,7 @@ class _EntityCombiner(beam.CombineFn):
         return {"types": {}, "words_right": 0.0, "words": 0.0}
 
     def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
-        from components.sentencepiece_tokenizer.token_labels import entity_scores
+        from components.scores import entity_scores
 
         label, prediction = _own_inputs(element, self._model_name)
         gold = np.asarray(label).reshape(-1).astype(np.int64)
@@ -357,8 +331,6 @@ class _EntityCombiner(beam.CombineFn):
         return merged
 
     def extract_output(self, accumulator):
-        from components.sentencepiece_tokenizer.token_labels import precision_recall_f1
-
         types = accumulator["types"]
         totals = [sum(counts[column] for counts in types.values()) for column in range(3)]
         scores = precision_recall_f1(*totals)

@@ -16,9 +16,18 @@ serving folder, which TFX's Evaluator loads, and with the client signatures only
 and batched) in the client copy beside it, which ServingCheck checks and the Pusher pushes.
 Warmup requests for TF Serving are written to assets.extra.
 
-custom_config: batch_size, learning_rate, eval_steps, seed, label_names (optional: the classes in id
-order; else the Transform's label vocabulary), task ("note_classification", the default,
-"multi_label_classification", "text_pair_classification" or "token_classification").
+custom_config: batch_size, learning_rate, seed, label_names (optional: the classes in id order; else
+the Transform's label vocabulary), task ("note_classification", the default,
+"multi_label_classification", "text_pair_classification" or "token_classification"), and the
+recipe (`albert_keras.finetune_loop`): epochs (> 0: passes over the training split instead of the
+TFX train steps), warmup_fraction, eval_every (steps; 0: ten evaluations), patience, clipnorm, recipe
+("best" or "plain"). Every evaluation scores the whole eval split with the task's own metric
+(micro-F1 at thresholds chosen on it, accuracy, or entity F1 on words), and the best one's weights
+are exported. The model run folder records the run (training.json: the settings, every evaluation
+with its loss and learning rate, the best step, early stopping) and the exported model's answers
+on the eval split (eval_predictions.npz: probabilities and targets of notes, with their slicing
+keys; gold and predicted word labels of tokens), which the model card reads; TensorBoard logs hold
+the loss and the eval metric curves.
 
 Text-pair classification (task="text_pair_classification") trains as note classification on
 `[CLS] text [SEP] text_b [SEP]`; its serving_default takes `text` and `text_b`, string [batch] each,
@@ -57,8 +66,13 @@ each word at its first piece) and exports:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import io
 import json
+import math
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -67,15 +81,22 @@ import tensorflow_transform as tft
 from absl import logging
 
 from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier, bio_labels
-from albert_keras.pretrain_loop import pretrain
+from albert_keras.finetune_loop import eval_interval, finetune, finetune_optimizer, warmup_linear_decay
 from components import model_layout, trainer_common
 from components.pretrain_module import PRETRAINER_FILE
+from components.scores import entity_scores
 from components.sentencepiece_tokenizer import windows as windows_lib
 from components.sentencepiece_tokenizer.token_labels import pack_labels
 from components.sentencepiece_tokenizer.tokenize_graph import SpecialIds, make_tokenizer, pack
 from components.sentencepiece_tokenizer.windows import WindowSpec
 from components.sentencepiece_tokenizer.word_entities import decode_entities, word_starts
-from components.thresholds import MAX_THRESHOLD, MIN_THRESHOLD, choose_thresholds
+from components.thresholds import (
+    BELOW_HALF,
+    MAX_THRESHOLD,
+    MIN_THRESHOLD,
+    choose_thresholds,
+    float32_thresholds,
+)
 from components.transform_module import (
     LABEL_SET,
     LABEL_VOCABULARY,
@@ -98,6 +119,12 @@ REJECTED = "rejected: "
 #: In the Trainer's model run folder: how a note task's model reads a note, chosen on the eval split
 #: (window pooling and each pooling's eval figure, the multi-label thresholds).
 READING_FILE = "reading.json"
+#: In the Trainer's model run folder: how the run went (the recipe's settings, every evaluation, the best
+#: step, early stopping), and the exported model's answers on the eval split, for the model card.
+TRAINING_FILE = "training.json"
+PREDICTIONS_FILE = "eval_predictions.npz"
+#: The transformed features that slice the Evaluator's metrics, kept beside the eval predictions.
+SLICE_FEATURES = ("note_type", "length_bucket")
 #: How a note task pools its windows' logits into the note's.
 POOLINGS = ("mean", "max")
 #: The multi-label Evaluator signature's output (see MultiLabelServingModule).
@@ -354,7 +381,7 @@ class MultiLabelServingModule(ServingModule):
         probabilities = self._probabilities(self.tft_layer(self._parse(examples)))
         # thresholds.decision_scores, in graph: each label's threshold goes to 0.5.
         t = self.thresholds
-        below = 0.5 * probabilities / t
+        below = tf.minimum(0.5 * probabilities / t, BELOW_HALF)  # under 0.5 even where float32 rounds up
         above = 0.5 + 0.5 * (probabilities - t) / (1.0 - t)
         return {DECISION_SCORES: tf.where(probabilities < t, below, above)}
 
@@ -465,35 +492,35 @@ def label_names(custom: dict, tft_output: tft.TFTransformOutput) -> list[str]:
     return [name.decode() for name in tft_output.vocabulary_by_name(LABEL_VOCABULARY)]
 
 
-def export(
+def serving_module(
     model: keras.Model,
     tft_output: tft.TFTransformOutput,
-    export_dir: str,
     names: list[str],
     *,
     model_proto: bytes | None = None,
-    eval_dir: str | None = None,
     thresholds: np.ndarray | None = None,
     pairs: bool = False,
     windows: WindowSpec | None = None,
     pooling: str = "mean",
-) -> None:
-    """The SavedModel TF Serving loads (client signatures) in `export_dir`, and the one the Evaluator
-    loads (all signatures) in `eval_dir`; a token classifier (given the tokenizer's `model_proto`, for
-    piece offsets) gets no Classify signature; a multi-label one (given its `thresholds`) keeps them.
+) -> ServingModule:
+    """The module to export for the task: a token classifier (given the tokenizer's `model_proto`,
+    for piece offsets), a multi-label one (given its `thresholds`), a text-pair one, or a note one.
     `windows` and `pooling`: how the model reads a note longer than one sequence."""
     if thresholds is not None:
-        module = MultiLabelServingModule(model, tft_output, names, thresholds, windows, pooling)
-        signatures = {"serving_default": module.serve_text, "classify": module.classify}
-    elif pairs:
-        module = PairServingModule(model, tft_output, names)
-        signatures = {"serving_default": module.serve_text, "classify": module.classify}
-    elif model_proto is None:
-        module = ServingModule(model, tft_output, names, windows, pooling)
-        signatures = {"serving_default": module.serve_text, "classify": module.classify}
-    else:
-        module = TokenServingModule(model, tft_output, names, model_proto, windows)
-        signatures = {"serving_default": module.serve_text}
+        return MultiLabelServingModule(model, tft_output, names, thresholds, windows, pooling)
+    if pairs:
+        return PairServingModule(model, tft_output, names)
+    if model_proto is None:
+        return ServingModule(model, tft_output, names, windows, pooling)
+    return TokenServingModule(model, tft_output, names, model_proto, windows)
+
+
+def export(module: ServingModule, export_dir: str, eval_dir: str | None = None) -> None:
+    """The SavedModel TF Serving loads (client signatures) in `export_dir`, and the one the Evaluator
+    loads (all signatures) in `eval_dir`; a token classifier gets no Classify signature."""
+    signatures = {"serving_default": module.serve_text}
+    if not isinstance(module, TokenServingModule):
+        signatures["classify"] = module.classify
     signatures.update(predict_examples=module.predict_examples, transform_features=module.transform_features)
     save_serving_and_eval(module, signatures, export_dir, eval_dir)
 
@@ -539,12 +566,18 @@ def run_fn(fn_args) -> None:
     batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
     train_files = trainer_common.example_files(fn_args.train_files)
     eval_files = trainer_common.example_files(fn_args.eval_files)
-    steps = int(fn_args.train_steps)
+    windows = window_spec(custom)
     policy = trainer_common.set_precision()
-    logging.info("fine-tuning on %d labels for %d steps, batch %d, %s", num_labels, steps, batch, policy)
-
     strategy = trainer_common.distribution_strategy()
     global_batch = batch * strategy.num_replicas_in_sync
+    steps = _training_steps(
+        custom, int(fn_args.train_steps), train_files, feature_spec, global_batch, target, windows
+    )
+    recipe = Recipe.from_custom(custom, steps)
+    logging.info(
+        "fine-tuning on %d labels for %d steps, batch %d, %s; %s", num_labels, steps, batch, policy, recipe
+    )
+
     with strategy.scope():
         keras.utils.set_random_seed(seed)
         if tokens:
@@ -552,76 +585,212 @@ def run_fn(fn_args) -> None:
         else:
             problem = "multi_label" if multi_label else "single_label"
             classifier = AlbertClassifier(_pretrained_backbone(fn_args), num_labels, problem_type=problem)
-        schedule = keras.optimizers.schedules.PolynomialDecay(
-            float(custom["learning_rate"]), max(steps, 1), 0.0
-        )
-        classifier.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01))
+        schedule = warmup_linear_decay(float(custom["learning_rate"]), steps, recipe.warmup_fraction)
+        classifier.compile(optimizer=finetune_optimizer(schedule, clipnorm=recipe.clipnorm or None))
 
     if "label_ambiguous" in feature_spec:
         left_out = _count_ambiguous(train_files, feature_spec)
         logging.info(
             "%d training notes with several labels and no priority to choose one: left out", left_out
         )
-    logs = os.path.join(fn_args.model_run_dir, "logs")
-    every = trainer_common.checkpoint_interval(steps, 5)
-    windows = window_spec(custom)
-    eval_data = _dataset(eval_files, feature_spec, global_batch, None, target, windows).take(
-        int(custom.get("eval_steps", 10))
-    )
-    history = pretrain(
+    requested_pooling = str(custom.get("window_pooling") or "auto")
+    metric = "entity_f1" if tokens else "micro_f1" if multi_label else "accuracy"
+
+    def evaluate(model: keras.Model) -> float:
+        if tokens:
+            return _token_predictions(model, eval_files, feature_spec, global_batch, windows)["f1"]
+        logits, targets, _ = _note_logits(model, eval_files, feature_spec, global_batch, target, windows)
+        pooling, _, figures = choose_note_reading(logits, targets, multi_label, requested_pooling)
+        return figures[pooling]
+
+    logs = trainer_common.worker_path(strategy, os.path.join(fn_args.model_run_dir, "logs"))
+    result = finetune(
         classifier,
         lambda: _dataset(train_files, feature_spec, global_batch, seed, target, windows),
         total_steps=steps,
+        evaluate=evaluate,
+        eval_every=recipe.eval_every,
         checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
-        steps_per_checkpoint=every,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=trainer_common.worker_path(strategy, logs))],
+        patience=recipe.patience,
+        metric_name=metric,
+        recipe=recipe.name,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=logs)],
         verbose=2,
     )
-    results = classifier.evaluate(eval_data, return_dict=True, verbose=0)
-    logging.info("fine-tuned: %s; eval %s", {k: v[-1] for k, v in history.items()}, results)
+    logging.info(
+        "fine-tuned %d of %d steps (%s); exported step %s with eval %s %s",
+        result["steps_trained"],
+        steps,
+        "stopped early" if result["stopped_early"] else "to the end",
+        result["best_step"],
+        metric,
+        result["best"],
+    )
+    run_file = functools.partial(_write_run_file, strategy, fn_args.model_run_dir)
+    record = {"task": task, "metric": metric, "seed": seed, **recipe.record(), **result}
+    run_file(TRAINING_FILE, json.dumps(record, indent=1))
     export_dir = trainer_common.worker_path(strategy, model_layout.client_copy_dir(fn_args.serving_model_dir))
     eval_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
     model_proto = read_model_proto(custom["tokenizer_dir"]) if tokens else None
-    pooling, thresholds = str(custom.get("window_pooling") or "auto"), None
-    if not tokens:
-        logits, targets = _note_logits(classifier, eval_files, feature_spec, global_batch, target, windows)
-        pooling, thresholds, figures = choose_note_reading(logits, targets, multi_label, pooling)
+    if tokens:
+        module = serving_module(classifier, tft_output, names, model_proto=model_proto, windows=windows)
+        found = _token_predictions(classifier, eval_files, feature_spec, global_batch, windows)
+        predictions = {k: found[k] for k in ("gold", "predicted", "confidence", "row_lengths")}
+    else:
+        logits, targets, slices = _note_logits(
+            classifier, eval_files, feature_spec, global_batch, target, windows
+        )
+        pooling, _, figures = choose_note_reading(logits, targets, multi_label, requested_pooling)
+        module = serving_module(
+            classifier,
+            tft_output,
+            names,
+            thresholds=np.full(num_labels, 0.5) if multi_label else None,
+            pairs=task == PAIR_TASK,
+            windows=windows,
+            pooling=pooling,
+        )
+        # The eval answers as the exported graph computes them (float32), so that the thresholds are
+        # chosen on, and the model card scores, exactly what the Evaluator and clients get.
+        probabilities = _module_probabilities(module, eval_files, feature_spec, global_batch)
+        predictions = {"probabilities": probabilities, "targets": targets.astype(np.int64), **slices}
         reading = {
             "window_pooling": pooling if windows is not None else None,
-            "eval_metric": "micro_f1" if multi_label else "accuracy",
+            "eval_metric": metric,
             "eval_by_window_pooling": figures if windows is not None else None,
             "eval_notes": len(targets),
         }
         if multi_label:
-            reading["thresholds"] = {
-                name: round(float(t), 4) for name, t in zip(names, thresholds, strict=True)
-            }
-        reading_path = trainer_common.worker_path(strategy, os.path.join(fn_args.model_run_dir, READING_FILE))
-        with tf.io.gfile.GFile(reading_path, "w") as f:
-            f.write(json.dumps(reading, indent=2, sort_keys=True) + "\n")
-        if windows is not None:
-            logging.info(
-                "eval %s by window pooling: %s; exported: %s",
-                "micro-F1" if multi_label else "accuracy",
-                figures,
-                pooling,
+            chosen = (
+                choose_thresholds(probabilities, targets > 0) if len(targets) else np.full(num_labels, 0.5)
             )
-        if multi_label:
+            thresholds = float32_thresholds(np.clip(chosen, MIN_THRESHOLD, MAX_THRESHOLD))
+            module.thresholds.assign(thresholds)
+            predictions["thresholds"] = thresholds
+            reading["thresholds"] = {name: float(t) for name, t in zip(names, thresholds, strict=True)}
             logging.info(
                 "per-label thresholds chosen on the eval split: %s", np.round(thresholds, 3).tolist()
             )
-    export(
-        classifier,
-        tft_output,
-        export_dir,
-        names,
-        model_proto=model_proto,
-        eval_dir=eval_dir,
-        thresholds=thresholds,
-        pairs=task == PAIR_TASK,
-        windows=windows,
-        pooling=pooling,
-    )
+        run_file(READING_FILE, json.dumps(reading, indent=2, sort_keys=True))
+        if windows is not None:
+            logging.info("eval %s by window pooling: %s; exported: %s", metric, figures, pooling)
+    _write_predictions(strategy, fn_args.model_run_dir, names, predictions)
+    export(module, export_dir, eval_dir)
+
+
+def _module_probabilities(
+    module: ServingModule, files: list[str], feature_spec: dict, batch: int
+) -> np.ndarray:
+    """The probabilities [notes, labels] that `module`'s graph gives the transformed examples in
+    `files` (its predict_examples, after the Transform)."""
+    probabilities = tf.function(module._probabilities, reduce_retracing=True)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch)
+    parts = [
+        probabilities(features).numpy()
+        for features in dataset.map(lambda raw: tf.io.parse_example(raw, feature_spec))
+    ]
+    width = len(module.label_names.numpy())
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, width), np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning recipe's settings, from the Trainer's custom_config (see the module docstring
+    of `albert_keras.finetune_loop`)."""
+
+    name: str
+    warmup_fraction: float
+    warmup_steps: int
+    eval_every: int
+    patience: int
+    clipnorm: float
+
+    @classmethod
+    def from_custom(cls, custom: dict, steps: int) -> Recipe:
+        every = int(custom.get("eval_every") or 0)
+        evaluations = steps // every if every else 10
+        warmup_fraction = float(custom.get("warmup_fraction", 0.1))
+        return cls(
+            name=str(custom.get("recipe") or "best"),
+            warmup_fraction=warmup_fraction,
+            warmup_steps=warmup_linear_decay(1.0, steps, warmup_fraction).warmup_steps,
+            eval_every=eval_interval(steps, evaluations),
+            patience=int(custom.get("patience", 0)),
+            clipnorm=float(custom.get("clipnorm", 1.0)),
+        )
+
+    def record(self) -> dict:
+        """The settings as TRAINING_FILE records them (the recipe's name under "recipe")."""
+        settings = dataclasses.asdict(self)
+        settings.pop("name")
+        return settings
+
+
+def _training_steps(
+    custom: dict,
+    train_steps: int,
+    files: list[str],
+    feature_spec: dict,
+    batch: int,
+    target: str,
+    windows: WindowSpec | None,
+) -> int:
+    """train_steps, or with `epochs` > 0 that many passes over the training examples (counted once:
+    windows included, unlabelled notes left out)."""
+    epochs = float(custom.get("epochs") or 0.0)
+    if epochs <= 0:
+        return max(int(train_steps), 1)
+    batches = int(_dataset(files, feature_spec, batch, None, target, windows).reduce(0, lambda n, _: n + 1))
+    return max(1, math.ceil(epochs * batches))
+
+
+def _write_run_file(strategy: tf.distribute.Strategy, model_run_dir: str, name: str, text: str) -> None:
+    path = trainer_common.worker_path(strategy, os.path.join(model_run_dir, name))
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def _write_predictions(
+    strategy: tf.distribute.Strategy, model_run_dir: str, names: list[str], arrays: dict
+) -> None:
+    """The exported model's answers on the eval split (PREDICTIONS_FILE), for the model card."""
+    path = trainer_common.worker_path(strategy, os.path.join(model_run_dir, PREDICTIONS_FILE))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, label_names=np.asarray(names, dtype=str), **arrays)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def _token_predictions(
+    classifier: keras.Model, files: list[str], feature_spec: dict, batch: int, windows: WindowSpec | None
+) -> dict[str, Any]:
+    """Entity F1 on the eval split (`components.scores.entity_scores`, on words: each word's label at
+    its first piece) and the word-level answers it comes from: gold, predicted and confidence (the
+    predicted label's probability), flat, with row_lengths (words per row). With windows, each window
+    is a row of its own: a word in the overlap of two windows is scored in both (the Evaluator, which
+    stitches windows, scores it once)."""
+    gold_rows, predicted_rows, confidence_rows = [], [], []
+    for inputs, labels in _dataset(files, feature_spec, batch, None, TOKEN_LABELS, windows):
+        probabilities = tf.nn.softmax(tf.cast(_call_classifier(classifier, inputs), tf.float32)).numpy()
+        predicted = probabilities.argmax(axis=-1)
+        for gold, row, probability in zip(labels.numpy(), predicted, probabilities.max(axis=-1), strict=True):
+            words = gold >= 0
+            gold_rows.append(gold[words])
+            predicted_rows.append(row[words])
+            confidence_rows.append(probability[words])
+    scores = entity_scores(gold_rows, predicted_rows)
+
+    def flat(rows, dtype):
+        return np.concatenate(rows).astype(dtype) if rows else np.zeros([0], dtype)
+
+    return {
+        "f1": scores["f1"],
+        "gold": flat(gold_rows, np.int64),
+        "predicted": flat(predicted_rows, np.int64),
+        "confidence": flat(confidence_rows, np.float32),
+        "row_lengths": np.asarray([len(row) for row in gold_rows], np.int64),
+    }
 
 
 def _count_ambiguous(files: list[str], feature_spec: dict) -> int:
@@ -639,14 +808,16 @@ def _note_logits(
     batch: int,
     target: str,
     windows: WindowSpec | None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """The note-level logits of every note in `files` with each window pooling (mean, max; the same
-    logits when there are no windows), and the notes' targets."""
+    logits when there are no windows), the notes' targets, and their SLICE_FEATURES."""
     names = [f"window_{k}" for k in INPUTS] if windows else list(INPUTS)
-    spec = {k: feature_spec[k] for k in (*names, target)}
+    slice_names = [k for k in SLICE_FEATURES if k in feature_spec]
+    spec = {k: feature_spec[k] for k in (*names, target, *slice_names)}
     seq = feature_spec["token_ids"].shape[0]
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch)
     pooled: dict[str, list] = {how: [] for how in POOLINGS}
+    slices: dict[str, list] = {name: [] for name in slice_names}
     targets = []
     for features in dataset.map(lambda raw: tf.io.parse_example(raw, spec)):
         if windows is None:
@@ -659,9 +830,17 @@ def _note_logits(
             for how in POOLINGS:
                 pooled[how].append(windows_lib.pool(logits, note, notes, how).numpy())
         targets.append(features[target].numpy())
+        for name in slice_names:
+            slices[name].append(np.asarray(_dense(features[name])).reshape(-1))
     if not targets:
-        return {how: np.zeros((0, classifier.output_shape[-1])) for how in POOLINGS}, np.zeros((0,))
-    return {how: np.concatenate(parts) for how, parts in pooled.items()}, np.concatenate(targets)
+        empty = {how: np.zeros((0, classifier.output_shape[-1])) for how in POOLINGS}
+        return empty, np.zeros((0,)), {}
+    values = {name: np.concatenate(parts) for name, parts in slices.items()}
+    if "note_type" in values:
+        values["note_type"] = np.asarray(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values["note_type"]], dtype=str
+        )
+    return {how: np.concatenate(parts) for how, parts in pooled.items()}, np.concatenate(targets), values
 
 
 def _call_classifier(classifier: keras.Model, inputs: dict) -> tf.Tensor:

@@ -76,6 +76,21 @@ def choose_thresholds(
     return np.clip(chosen, MIN_THRESHOLD, MAX_THRESHOLD)
 
 
+def float32_thresholds(thresholds: np.ndarray) -> np.ndarray:
+    """Thresholds as the float32 the model stores, without moving a decision: each is the smallest
+    float32 at or above the chosen value, so that for float32 probabilities p (what the model
+    computes) `p >= stored` exactly when `p >= chosen`. A plain cast may round a midpoint between two
+    neighbouring float32 probabilities down onto the lower one, and predict it."""
+    chosen = np.asarray(thresholds, dtype=np.float64)
+    stored = chosen.astype(np.float32)
+    low = stored.astype(np.float64) < chosen
+    return np.where(low, np.nextafter(stored, np.float32(np.inf)), stored).astype(np.float32)
+
+
+#: The largest float32 below 0.5: the highest decision score of a probability under its threshold.
+BELOW_HALF = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
+
+
 def decision_scores(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Probabilities `[..., num_labels]` mapped so that each label's threshold becomes 0.5: linear from
     [0, t] onto [0, 0.5] and from [t, 1] onto [0.5, 1], so monotone, and in [0, 1]."""
@@ -84,4 +99,5 @@ def decision_scores(probabilities: np.ndarray, thresholds: np.ndarray) -> np.nda
     tiny = np.finfo(np.float64).tiny  # only a threshold of exactly 0 or 1 needs it
     below = 0.5 * probabilities / np.maximum(thresholds, tiny)
     above = 0.5 + 0.5 * (probabilities - thresholds) / np.maximum(1.0 - thresholds, tiny)
-    return np.clip(np.where(probabilities < thresholds, below, above), 0.0, 1.0)
+    # A probability just under its threshold must score under 0.5 even where the division rounds up.
+    return np.clip(np.where(probabilities < thresholds, np.minimum(below, BELOW_HALF), above), 0.0, 1.0)

@@ -32,6 +32,7 @@ TASKS = (
 )
 BLESSING_METRICS = ("micro_f1", "macro_f1")
 WINDOW_POOLINGS = ("auto", "mean", "max")
+FINETUNE_RECIPES = ("best", "plain")
 CORPUS_FORMATS = ("csv", "mimic", "text_dir", "jsonl", "fhir", "i2b2", "conll")
 #: Formats whose every record carries its entity spans (i2b2's XML tags, CoNLL's BIO column), with no
 #: `spans_key` to set.
@@ -134,6 +135,20 @@ class PipelineConfig:
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 5e-5
     eval_steps: int = 100
+    # The recipe (albert_keras/finetune_loop.py). finetune_epochs > 0 trains that many passes over the
+    # training split (windows included) instead of finetune_steps. The learning rate rises linearly
+    # over the first finetune_warmup_fraction of the steps, then falls linearly to 0; gradients are
+    # clipped to a global norm of finetune_clipnorm. Every finetune_eval_every steps (0: ten times a
+    # run) the task's own metric is computed on the whole eval split (micro-F1 at chosen thresholds,
+    # accuracy, entity F1); the best evaluation's weights are exported, and the run stops after
+    # finetune_patience evaluations without a gain (0: never early). finetune_recipe "plain": no
+    # evaluation, the last step exported (for comparison).
+    finetune_epochs: float = 0.0
+    finetune_warmup_fraction: float = 0.1
+    finetune_eval_every: int = 0
+    finetune_patience: int = 3
+    finetune_clipnorm: float = 1.0
+    finetune_recipe: str = "best"
 
     # The classes, in class-id order: a fixed label set makes per-class and macro metrics possible
     # and keeps class ids stable across runs. Empty: the labels found in the training split.
@@ -197,6 +212,17 @@ class PipelineConfig:
                 f"window_stride must be 0 (no windows) or at most seq_length - 2 = {self.seq_length - 2} "
                 f"pieces, received {self.window_stride}"
             )
+        if self.finetune_recipe not in FINETUNE_RECIPES:
+            problems.append(
+                f"finetune_recipe must be one of {FINETUNE_RECIPES}, received {self.finetune_recipe!r}"
+            )
+        if not 0.0 <= self.finetune_warmup_fraction < 1.0:
+            problems.append(
+                f"finetune_warmup_fraction must be in [0, 1), received {self.finetune_warmup_fraction}"
+            )
+        for name in ("finetune_epochs", "finetune_eval_every", "finetune_patience", "finetune_clipnorm"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative, received {getattr(self, name)}")
         if self.max_windows < 1:
             problems.append(f"max_windows must be at least 1, received {self.max_windows}")
         if self.window_pooling not in WINDOW_POOLINGS:
@@ -284,6 +310,7 @@ TINY = dict(
     finetune_steps=30,
     finetune_batch_size=8,
     finetune_learning_rate=1e-3,
+    finetune_eval_every=10,
     eval_steps=5,
     max_unk_fraction=0.2,
 )

@@ -4,7 +4,8 @@ corpus -> ClinicalExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
        -> SentencePieceTokenizer (train split) -> TokenizedTransform (in-graph tokenization)
        -> TokenSchemaGen -> ExampleValidator (token level) -> AnomalyGate
        -> Trainer "pretrain" (MLM + SOP) -> Trainer "finetune" (classification)
-       -> Evaluator (against the latest blessed model) -> ServingCheck -> Pusher (only if blessed)
+       -> Evaluator (against the latest blessed model) -> ServingCheck -> ModelCard
+       -> Pusher (only if blessed; the card beside the model)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tfx import v1 as tfx
 
 from components.clinical_example_gen.component import ClinicalExampleGen
 from components.data_checks.component import AnomalyGate, TokenSchemaGen
+from components.model_card.component import ModelCard
 from components.pusher.component import Pusher
 from components.sentencepiece_tokenizer.component import SentencePieceTokenizer
 from components.serving_check.component import ServingCheck
@@ -212,7 +214,6 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         custom_config={
             "batch_size": config.finetune_batch_size,
             "learning_rate": config.finetune_learning_rate,
-            "eval_steps": config.eval_steps,
             "seed": config.seed,
             "label_names": list(config.label_names),
             "task": config.task,
@@ -221,6 +222,12 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             "window_stride": config.windows,
             "max_windows": config.max_windows,
             "window_pooling": config.window_pooling,
+            "epochs": config.finetune_epochs,
+            "warmup_fraction": config.finetune_warmup_fraction,
+            "eval_every": config.finetune_eval_every,
+            "patience": config.finetune_patience,
+            "clipnorm": config.finetune_clipnorm,
+            "recipe": config.finetune_recipe,
         },
     ).with_id("finetune")
 
@@ -236,10 +243,25 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         eval_config=eval_config(config),
     )
     serving_check = ServingCheck(model=finetuner.outputs["model"])
+    model_card = ModelCard(
+        ingest_report=example_gen.outputs["report"],
+        tokenizer=tokenizer.outputs["tokenizer"],
+        pretrained_model=pretrainer.outputs["model"],
+        model=finetuner.outputs["model"],
+        model_run=finetuner.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        baseline_model=baseline.outputs["model"],
+        corpus=example_gen.exec_properties,
+        pretraining=pretrainer.exec_properties,
+        fine_tuning=finetuner.exec_properties,
+        seed=config.seed,
+    )
     pusher = Pusher(
         model=finetuner.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],
+        model_card=model_card.outputs["model_card"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
         ),
@@ -262,6 +284,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             baseline,
             evaluator,
             serving_check,
+            model_card,
             pusher,
         ],
         enable_cache=True,

@@ -1,1 +1,1 @@
-"""TFX's Pusher, without duplicate versions."""
+"""TFX's Pusher, without duplicate versions, and with the model card beside the pushed model."""

@@ -6,11 +6,18 @@ Evaluator re-runs once against the model it blessed last time (the Resolver's ba
 TFX's Pusher would then copy the same model into a new version folder on every run. Here the
 candidate's `saved_model.pb` and variables are compared with the newest version first; when they are
 the same, the artifact records that version and nothing is copied.
+
+With a `model_card` input, a model it pushes gets its card (components/model_card/) in the new version's
+`assets.extra/model_card/`, with the pushed version recorded in it. TF Serving reads nothing under
+assets.extra but its warmup requests, and the card is written after the model, so serving and the
+version checks (serving/versions.py) see the version as before. A card made for another model (its
+sha256 is not the pushed model's) is not copied.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 from absl import logging
@@ -18,9 +25,14 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
 
 from components import model_layout
+from components.model_card import card as card_lib
+
+MODEL_CARD_KEY = "model_card"
+#: Where a pushed version holds its model card.
+CARD_DIR = os.path.join("assets.extra", "model_card")
 
 
 def model_digest(model_dir: str) -> str:
@@ -69,3 +81,36 @@ class Executor(pusher_executor.Executor):
                 logging.info("The model is already served as version %s; nothing copied.", version)
                 return
         super().Do(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+        )
+        cards = input_dict.get(MODEL_CARD_KEY)
+        if cards and model_push.get_int_custom_property("pushed"):
+            version_dir = model_push.get_string_custom_property("pushed_destination")
+            version = model_push.get_string_custom_property("pushed_version")
+            if push_card(cards[0].uri, version_dir, version):
+                model_push.set_string_custom_property(MODEL_CARD_KEY, os.path.join(version_dir, CARD_DIR))
+
+
+def push_card(card_uri: str, version_dir: str, version: str) -> bool:
+    """Copies the card at `card_uri` into `<version_dir>/assets.extra/model_card/` with `push`
+    ({"version", "destination"}) added to its JSON and Markdown; True when copied. Not copied: a card
+    of another model, or into a version that already has one."""
+    target = os.path.join(version_dir, CARD_DIR)
+    if fileio.exists(os.path.join(target, card_lib.CARD_FILE)):
+        logging.info("version %s already holds a model card; left as it is", version)
+        return False
+    with fileio.open(os.path.join(card_uri, card_lib.CARD_FILE), "r") as f:
+        card = json.loads(f.read())
+    pushed = model_digest(version_dir)
+    if card["model"].get("sha256") != pushed:
+        logging.error("the model card describes model %s, not the pushed one (%s): not copied",
+                      card["model"].get("sha256"), pushed)  # fmt: skip
+        return False
+    report = os.path.join(card_uri, card_lib.REPORT_DIR)
+    if fileio.exists(report):
+        io_utils.copy_dir(report, os.path.join(target, card_lib.REPORT_DIR))
+    card["push"] = {"version": version, "destination": version_dir}
+    card_lib.write_files(card, target)
+    logging.info("model card pushed with version %s", version)
+    return True

@@ -1,5 +1,5 @@
 """Token-classification labels: annotated character spans -> one BIO label per SentencePiece piece,
-in graph, and entity-level scores from BIO label sequences.
+in graph. The entity-level scores of BIO id sequences live in `components.scores` (re-exported here).
 
 Label ids for `types` entity types: 0 is O; type t is B = 1 + 2t, I = 2 + 2t (the order of
 `albert_keras.bio_labels(types)`). Spans and piece offsets are byte offsets into the UTF-8 text, as
@@ -12,14 +12,19 @@ so it stays O.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import tensorflow as tf
 
+from components.scores import OUTSIDE, entity_scores, entity_spans, precision_recall_f1
 from components.sentencepiece_tokenizer.tokenize_graph import constant_column
 
-OUTSIDE = 0
+__all__ = [
+    "OUTSIDE",
+    "bio_piece_labels",
+    "entity_scores",
+    "entity_spans",
+    "pack_labels",
+    "precision_recall_f1",
+]
 
 
 def bio_piece_labels(
@@ -49,72 +54,6 @@ def bio_piece_labels(
     kind = tf.gather(span_type, which, batch_dims=1)
     labels = tf.where(inside, tf.where(begins, 1 + 2 * kind, 2 + 2 * kind), OUTSIDE)
     return tf.RaggedTensor.from_tensor(labels, lengths=piece_starts.row_lengths())
-
-
-def entity_spans(labels: np.ndarray | list[int]) -> set[tuple[int, int, int]]:
-    """(first position, end position, type) of each entity in one BIO id sequence, read as conlleval
-    (the CoNLL-2000 script) reads it.
-
-    An entity starts at B-t, or at an I-t whose previous position is not of type t (O, another type,
-    or the start), and runs over the I-t that follow; O, a B of any type and another type end it.
-    Negative ids ([CLS], [SEP] and padding, as the PHI tagger passes them) end an entity and belong to
-    none; `entity_scores` removes the unscored positions before reading, so there they never occur.
-    """
-    spans = set()
-    start, kind = None, None
-    for position, label in enumerate([*list(labels), OUTSIDE]):
-        label = int(label)
-        label_kind = (label - 1) // 2 if label > 0 else None
-        continues = label > 0 and label % 2 == 0 and label_kind == kind and start is not None
-        if start is not None and not continues:
-            spans.add((start, position, kind))
-            start, kind = None, None
-        if label > 0 and not continues:
-            start, kind = position, label_kind
-    return spans
-
-
-def entity_scores(gold: list, predicted: list) -> dict[str, Any]:
-    """Entity-level precision, recall and F1 (exact type and boundaries), micro over all sequences and
-    per type, with the counts they come from.
-
-    `gold` and `predicted` are parallel lists of BIO id sequences. Positions where gold is negative
-    (-100: the pieces of a word after its first, special tokens, padding) are removed from both before
-    entities are read, so an entity is a run of words: an unscored piece inside a word does not break
-    it, and entity positions index the remaining (word) sequence.
-
-    Returns precision, recall, f1, true_positives, gold, predicted, and `by_type`:
-    {type id: the same six} for every type that occurs in the gold or the predicted entities.
-    """
-    counts: dict[int, list[int]] = {}  # type -> [true positives, gold, predicted]
-    for gold_row, predicted_row in zip(gold, predicted, strict=True):
-        gold_row = np.asarray(gold_row)
-        scored = gold_row >= 0
-        gold_spans = entity_spans(gold_row[scored])
-        predicted_spans = entity_spans(np.asarray(predicted_row)[: len(gold_row)][scored])
-        for column, spans in enumerate((gold_spans & predicted_spans, gold_spans, predicted_spans)):
-            for _, _, kind in spans:
-                counts.setdefault(kind, [0, 0, 0])[column] += 1
-    totals = [sum(row[column] for row in counts.values()) for column in range(3)]
-    by_type = {kind: _scores(*counts[kind]) for kind in sorted(counts)}
-    return {**_scores(*totals), "by_type": by_type}
-
-
-def _scores(true_positives: int, gold: int, predicted: int) -> dict[str, float]:
-    return {
-        **precision_recall_f1(true_positives, gold, predicted),
-        "true_positives": true_positives,
-        "gold": gold,
-        "predicted": predicted,
-    }
-
-
-def precision_recall_f1(true_positives: float, gold: float, predicted: float) -> dict[str, float]:
-    """Precision, recall and F1 from counts; 0 where a ratio is undefined."""
-    precision = true_positives / predicted if predicted else 0.0
-    recall = true_positives / gold if gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 def pack_labels(piece_labels: tf.RaggedTensor, seq_length: int, ignore_label: int = -100) -> tf.Tensor:

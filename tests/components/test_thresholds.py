@@ -96,3 +96,18 @@ def test_decision_scores_send_each_threshold_to_one_half_monotonically():
     probabilities = rng.random((200, 3))
     chosen = np.array([0.15, 0.5, 0.8])
     np.testing.assert_array_equal(decision_scores(probabilities, chosen) >= 0.5, probabilities >= chosen)
+
+
+def test_thresholds_stored_as_float32_move_no_decision_between_neighbouring_probabilities():
+    from components.thresholds import BELOW_HALF, float32_thresholds
+
+    low = np.float32(0.3)
+    high = np.nextafter(low, np.float32(1.0))  # the next float32: no float32 lies between them
+    probabilities = np.array([[high], [low]], np.float32)
+    chosen = choose_thresholds(probabilities, np.array([[1], [0]]))
+    assert low < chosen[0] < high  # a midpoint, which float32 cannot hold
+    stored = float32_thresholds(chosen)
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(probabilities >= stored, probabilities >= chosen)
+    scores = decision_scores(probabilities, stored)
+    assert scores[0, 0] >= 0.5 and scores[1, 0] <= BELOW_HALF < 0.5

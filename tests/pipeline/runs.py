@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = (
     "ClinicalExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "SentencePieceTokenizer",
     "TokenizedTransform", "TokenSchemaGen", "token_validator", "AnomalyGate", "pretrain", "finetune",
-    "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "Pusher",
+    "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "ModelCard", "Pusher",
 )  # fmt: skip
 
 

@@ -4,10 +4,12 @@ DirectRunner), on the bundled sample with a few broken records appended:
 - every component runs, the broken records are rejected and counted, and the pushed model (the
   default task: multi-label specialties) answers raw text with every label's probability and the
   labels predicted at the thresholds it chose on the eval split;
+- the run's model card, in the pipeline artifacts and beside the pushed model, scores the eval split as
+  the Evaluator does and names the blessing;
 - ML Metadata links the pushed model back to its examples, tokenizer and transform graph;
 - a second run with nothing changed comes from the cache;
 - a changed hyperparameter (a learning rate of 0 and an F1 floor it cannot reach) re-runs the
-  fine-tuning Trainer and what follows, is not blessed, and is not pushed;
+  fine-tuning Trainer and what follows, is not blessed, and is not pushed; its card says why;
 - a drifted corpus (a label the curated schema does not know) stops the run at the anomaly gate.
 """
 
@@ -143,6 +145,48 @@ def test_the_pushed_model_is_served_over_grpc(first_run):
         server.stop(grace_seconds=1.0)
 
 
+def _cards(out: Path) -> list[Path]:
+    """The ModelCard artifacts' folders, oldest first."""
+    return sorted((out / "pipeline" / "ModelCard" / "model_card").iterdir(), key=lambda p: int(p.name))
+
+
+def test_the_model_card_scores_as_the_evaluator_and_is_pushed_with_the_model(first_run):
+    out, _, _ = first_run
+    (folder,) = _cards(out)
+    card = json.loads((folder / "model_card.json").read_text())
+    markdown = (folder / "model_card.md").read_text()
+    assert card["problems"] == [], card["problems"]
+    # The Trainer's eval predictions and the Evaluator score the same eval split at the same thresholds.
+    overall, per_label = overall_metrics(out)
+    evaluation = card["evaluation"]
+    assert evaluation["headline"] == "micro_f1" and evaluation["units"] > 0
+    for name, figure in evaluation["overall"].items():
+        assert abs(figure["value"] - overall[figure["evaluator_name"]]) <= 1e-6, name
+        assert figure["low"] <= figure["value"] <= figure["high"], name
+    for class_id, row in enumerate(evaluation["per_class"]):
+        assert abs(row["f1"]["value"] - per_label[("f1", class_id)]) <= 1e-6, row["name"]
+    sliced = [row for rows in evaluation["slices"].values() for row in rows]
+    assert sliced and all(row["overall"]["micro_f1"]["evaluator"] is not None for row in sliced)
+    for row in sliced:
+        assert abs(row["overall"]["micro_f1"]["value"] - row["overall"]["micro_f1"]["evaluator"]) <= 1e-6
+    assert f"{evaluation['overall']['micro_f1']['value']:.3f}" in markdown
+    # The blessing, against no baseline on a first run.
+    assert card["blessing"]["decision"] == "blessed" and card["blessing"]["baseline"] == "none: first model"
+    assert "Blessing: **blessed**" in markdown
+    assert card["training_data"]["records"]["rejected"] == 3 and card["pretraining"]["preset"] == "tiny"
+    assert card["fine_tuning"]["steps_trained"] > 0 and card["tokenizer"]["vocab_size"] > 0
+    for path in card["report"].values():
+        assert (folder / path).read_bytes().startswith(b"\x89PNG")
+    # Beside the pushed model, with its version; the served version is unchanged by it.
+    version = max(os.listdir(out / "serving"), key=int)
+    pushed_folder = out / "serving" / version / "assets.extra" / "model_card"
+    pushed = json.loads((pushed_folder / "model_card.json").read_text())
+    assert pushed["push"]["version"] == version
+    assert pushed["evaluation"]["overall"] == evaluation["overall"]
+    assert f"Pushed as version {version}" in (pushed_folder / "model_card.md").read_text()
+    assert all((pushed_folder / path).is_file() for path in card["report"].values())
+
+
 def test_broken_records_are_rejected_and_counted(first_run):
     import json
 
@@ -189,6 +233,9 @@ def test_second_run_with_nothing_changed_is_cached(first_run):
         assert states[name][-1] == "CACHED", (name, states[name])
     # The Evaluator meets a new baseline once (the model it blessed); the same model is not pushed again.
     assert len(os.listdir(out / "serving")) == 1
+    # That evaluation's card names the model it was compared with: the one blessed before.
+    card = json.loads((_cards(out)[-1] / "model_card.json").read_text())
+    assert card["blessing"]["baseline"]["uri"] == card["model"]["uri"]
 
 
 def test_worse_candidate_reruns_the_trainer_and_is_not_pushed(first_run):
@@ -205,6 +252,9 @@ def test_worse_candidate_reruns_the_trainer_and_is_not_pushed(first_run):
     assert not validation.validation_ok
     failed = {m.metric_key.name for f in validation.metric_validations_per_slice for m in f.failures}
     assert "micro_f1" in failed
+    card = json.loads((_cards(out)[-1] / "model_card.json").read_text())
+    assert card["blessing"]["decision"] == "not blessed"
+    assert "micro_f1" in {f["metric"] for f in card["blessing"]["failed_thresholds"]}
 
 
 def test_drifted_corpus_stops_at_the_anomaly_gate(first_run, tmp_path):

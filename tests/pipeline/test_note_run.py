@@ -48,3 +48,34 @@ def test_the_evaluator_scores_classes_and_the_model_answers_one_distribution(not
         "probabilities"
     ]
     np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_exported_model_is_the_best_evaluation_of_the_run(note_run):
+    import json
+
+    out, _ = note_run
+    run = out / "pipeline" / "finetune" / "model_run"
+    (training_file,) = run.glob("*/training.json")
+    training = json.loads(training_file.read_text())
+    evals = training["evals"]
+    assert training["metric"] == "accuracy" and len(evals) >= 2
+    assert [e["step"] for e in evals] == sorted({e["step"] for e in evals})
+    assert training["best"] == max(e["metric"] for e in evals)
+    assert training["best_step"] == next(e["step"] for e in evals if e["metric"] == training["best"])
+    assert training["steps_trained"] == training["steps_planned"] or training["stopped_early"]
+    # The model exported, read again on the eval split after training, scores what the best
+    # evaluation scored: its weights are the best evaluation's, not the last step's.
+    (reading_file,) = run.glob("*/reading.json")
+    reading = json.loads(reading_file.read_text())
+    assert reading["eval_by_window_pooling"][reading["window_pooling"]] == pytest.approx(
+        training["best"], abs=1e-9
+    )
+    (predictions_file,) = run.glob("*/eval_predictions.npz")
+    with np.load(predictions_file, allow_pickle=False) as predictions:
+        probabilities, targets = predictions["probabilities"], predictions["targets"]
+        assert probabilities.shape == (reading["eval_notes"], 40) and targets.shape == (
+            reading["eval_notes"],
+        )
+        assert set(predictions["note_type"]) and predictions["length_bucket"].shape == targets.shape
+    right = probabilities.argmax(axis=1)[targets >= 0] == targets[targets >= 0]
+    assert right.mean() == pytest.approx(training["best"], abs=1e-6)

@@ -73,7 +73,7 @@ def test_kubeflow_spec_keeps_the_dependencies_and_the_gcs_root(kubeflow_componen
     assert tasks["AnomalyGate"] == {"ExampleValidator", "token_validator"}
     assert "AnomalyGate" in tasks["pretrain"]  # the gate has no channel into pretrain, only an edge
     assert "pretrain" in tasks["finetune"]
-    assert tasks["Pusher"] == {"finetune", "Evaluator", "ServingCheck"}
+    assert tasks["Pusher"] == {"finetune", "Evaluator", "ServingCheck", "ModelCard"}
     assert {"finetune", f"{RESOLVER}-model-resolver"} <= tasks["Evaluator"]
     assert pipeline_spec.default_pipeline_root == f"{GCS_OUTPUT}/pipeline"
 
@@ -184,7 +184,7 @@ def test_airflow_runner_writes_the_config_and_says_how_to_install_the_dag(airflo
     assert f"ln -s {REPO / 'pipeline' / 'airflow_dag.py'} " in printed
     assert f"CLINICAL_ALBERT_CONFIG={config_file}" in printed
     assert "CLINICAL_ALBERT_SCHEDULE='0 3 * * 1'" in printed
-    assert "15 tasks" in printed
+    assert "16 tasks" in printed
 
 
 def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow_summary):
@@ -207,7 +207,7 @@ def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow
     upstream = dag["upstream"]  # as the scheduler stores it (serialized and read back)
     assert upstream["SentencePieceTokenizer"] == ["ClinicalExampleGen"]
     assert "AnomalyGate" in upstream["pretrain"]
-    assert upstream["Pusher"] == ["Evaluator", "ServingCheck", "finetune"]
+    assert upstream["Pusher"] == ["Evaluator", "ModelCard", "ServingCheck", "finetune"]
     assert upstream["Evaluator"] == sorted(["ClinicalExampleGen", "finetune", RESOLVER])
 
 
@@ -277,3 +277,20 @@ def test_every_task_config_loads_and_gets_its_evaluation():
         multi.replace(label_names=())
     with pytest.raises(ValueError, match="label_priority names labels not in label_names"):
         multi.replace(task="note_classification", label_priority=("Veterinary",))
+
+
+def test_the_fine_tuning_recipe_is_checked_and_reaches_the_trainer():
+    from pipeline.pipeline import create_pipeline
+
+    config = _tiny_config(finetune_epochs=2.5, finetune_patience=4, finetune_recipe="plain")
+    custom = json.loads(
+        {node.id: node for node in create_pipeline(config).components}["finetune"].exec_properties[
+            "custom_config"
+        ]
+    )
+    assert (custom["epochs"], custom["patience"], custom["recipe"]) == (2.5, 4, "plain")
+    assert (custom["warmup_fraction"], custom["clipnorm"]) == (0.1, 1.0)
+    with pytest.raises(ValueError, match="finetune_recipe must be one of") as raised:
+        _tiny_config(finetune_recipe="last", finetune_warmup_fraction=1.0, finetune_patience=-1)
+    assert "finetune_warmup_fraction must be in [0, 1)" in str(raised.value)
+    assert "finetune_patience must not be negative" in str(raised.value)
