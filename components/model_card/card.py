@@ -485,7 +485,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += [f"Languages: {', '.join(use['languages'])}.", ""]
     if use["note_types_seen"]:
         lines += ["Note types in the eval split:", ""]
-        lines += _table(["note type", "notes"], sorted(use["note_types_seen"].items()))
+        seen = sorted(use["note_types_seen"].items())
+        lines += _table(
+            ["note type", "notes"], [(kind or "(not given by the corpus)", n) for kind, n in seen]
+        )
 
     lines += _training_data_markdown(card["training_data"])
     lines += ["## Tokenizer", ""]
