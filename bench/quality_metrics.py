@@ -55,21 +55,12 @@ def point_scores(kind: str, gold: Any, predicted: Any, num_labels: int) -> dict[
     return {name: float(result[name]) for name in METRICS[kind]}
 
 
-def _entity_unit_counts(gold: Sequence, predicted: Sequence) -> np.ndarray:
-    """[sentences, 3]: each sentence's true positive, gold and predicted entities (all types)."""
-    counts = np.zeros((len(gold), 3))
-    for row, (gold_row, predicted_row) in enumerate(zip(gold, predicted, strict=True)):
-        for kind_counts in scores.entity_counts([gold_row], [predicted_row]).values():
-            counts[row] += kind_counts
-    return counts
-
-
 def _statistic(kind: str, gold: Any, predicted: Any, num_labels: int, metric: str) -> Callable:
     """The metric on a resample of unit indices."""
     if kind == "entities":
         # Micro entity F1 is a ratio of sums over sentences: resampling sentences resamples their counts,
-        # so each resample sums the per-sentence counts that `scores.entity_counts` gives once.
-        counts = _entity_unit_counts(gold, predicted)
+        # so each resample sums the per-sentence counts, computed once.
+        counts = scores.entity_row_counts(gold, predicted).sum(axis=2)  # [sentences, 3], all types
         return lambda indices: scores.precision_recall_f1(*counts[indices].sum(axis=0))[metric]
     gold, predicted = np.asarray(gold), np.asarray(predicted)
     if kind == "multi_label":

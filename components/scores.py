@@ -160,6 +160,22 @@ def entity_counts(gold: Sequence, predicted: Sequence) -> dict[int, list[int]]:
     return counts
 
 
+def entity_row_counts(gold: Sequence, predicted: Sequence, num_types: int = 0) -> np.ndarray:
+    """`entity_counts` of each row on its own: [rows, 3, types] (true positives, gold entities,
+    predicted entities per type), at least `num_types` wide. Micro entity scores are ratios of sums
+    over rows, so a bootstrap over rows resamples these."""
+    per_row = [
+        entity_counts([gold_row], [predicted_row])
+        for gold_row, predicted_row in zip(gold, predicted, strict=True)
+    ]
+    width = max([num_types, *(kind + 1 for row in per_row for kind in row)])
+    counts = np.zeros((len(per_row), 3, width))
+    for row, found in enumerate(per_row):
+        for kind, row_counts in found.items():
+            counts[row, :, kind] = row_counts
+    return counts
+
+
 def entity_scores(gold: Sequence, predicted: Sequence) -> dict[str, Any]:
     """Entity-level precision, recall and F1 (exact type and boundaries), micro over all sequences and
     per type, with the counts they come from (see `entity_counts` for the inputs).

@@ -177,10 +177,10 @@ def _entities(arrays: Mapping[str, np.ndarray]) -> TaskCounts:
     (`scores.entity_counts`, conlleval's reading), and its words right and words scored."""
     types = entity_types(list(arrays["label_names"]))
     gold_rows, predicted_rows = token_rows(arrays)
+    entities = scores.entity_row_counts(gold_rows, predicted_rows, len(types))
     per_row = np.zeros((len(gold_rows), 3 * len(types) + 2))
+    per_row[:, : 3 * len(types)] = entities.reshape(len(gold_rows), 3 * len(types))
     for row, (gold, predicted) in enumerate(zip(gold_rows, predicted_rows, strict=True)):
-        for kind, counts in scores.entity_counts([gold], [predicted]).items():
-            per_row[row, [kind, len(types) + kind, 2 * len(types) + kind]] = counts
         scored = gold >= 0
         per_row[row, -2:] = ((predicted == gold) & scored).sum(), scored.sum()
 
