@@ -29,6 +29,12 @@ on the eval split (eval_predictions.npz: probabilities and targets of notes, wit
 keys; gold and predicted word labels of tokens), which the model card reads; TensorBoard logs hold
 the loss and the eval metric curves.
 
+Warm start: with `warm_start_model_dir` (the last blessed model, made from other examples; see
+pipeline/resolvers.py) whose task, label names, vocabulary and backbone are this run's, training
+starts from its fine-tuned weights instead of the pretrained backbone and a new head; otherwise from
+the pretrained backbone, and training.json's `start` says which and why. Every export also writes its
+Keras weights (`model_layout.KERAS_DIR`) for the next run's warm start.
+
 Text-pair classification (task="text_pair_classification") trains as note classification on
 `[CLS] text [SEP] text_b [SEP]`; its serving_default takes `text` and `text_b`, string [batch] each,
 and its classify signature tf.Examples holding both.
@@ -68,6 +74,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import math
@@ -84,6 +91,7 @@ from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier
 from albert_keras.finetune_loop import eval_interval, finetune, finetune_optimizer, warmup_linear_decay
 from components import model_layout, trainer_common
 from components.pretrain_module import PRETRAINER_FILE
+from components.progress import ProgressFile
 from components.scores import entity_scores
 from components.sentencepiece_tokenizer import windows as windows_lib
 from components.sentencepiece_tokenizer.token_labels import pack_labels
@@ -106,6 +114,7 @@ from components.transform_module import (
     read_model_proto,
     window_spec,
 )
+from components.with_tokenizer.executor import WARM_START_DIR_KEY
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 TEXT_FEATURE = "text"
@@ -189,6 +198,42 @@ def _pretrained_backbone(fn_args) -> AlbertBackbone:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     tf.io.gfile.copy(os.path.join(fn_args.base_model, PRETRAINER_FILE), local, overwrite=True)
     return keras.saving.load_model(local, safe_mode=True).backbone
+
+
+WEIGHTS_FILE = "classifier.weights.h5"
+WEIGHTS_INFO_FILE = "classifier.json"
+
+
+def weights_info(task: str, names: list[str], model_proto: bytes, backbone: keras.Model) -> dict:
+    """What a later run must share with this model to start from its weights."""
+    return {
+        "task": task,
+        "label_names": list(names),
+        "vocabulary_sha256": hashlib.sha256(model_proto).hexdigest(),
+        "backbone": backbone.get_config(),
+    }
+
+
+def warm_start(warm_start_dir: str | None, info: dict) -> tuple[str | None, str]:
+    """The weights file to start from (or None) and how the run starts, given the warm-start model's
+    folder and this run's `weights_info`."""
+    if not warm_start_dir:
+        return None, "from the pretrained backbone"
+    folder = os.path.join(warm_start_dir, model_layout.KERAS_DIR)
+    info_path = os.path.join(folder, WEIGHTS_INFO_FILE)
+    if not tf.io.gfile.exists(info_path):
+        return None, f"from the pretrained backbone (the last blessed model has no {model_layout.KERAS_DIR})"
+    with tf.io.gfile.GFile(info_path) as f:
+        theirs = json.load(f)
+    for key, what in (
+        ("task", "task"),
+        ("label_names", "label set"),
+        ("vocabulary_sha256", "vocabulary"),
+        ("backbone", "backbone"),
+    ):
+        if theirs.get(key) != json.loads(json.dumps(info[key])):
+            return None, f"from the pretrained backbone (the last blessed model has another {what})"
+    return os.path.join(folder, WEIGHTS_FILE), f"warm start from the last blessed model {warm_start_dir}"
 
 
 def _raw_features(raw_spec: dict, texts: tf.Tensor, texts_b: tf.Tensor | None = None) -> dict:
@@ -578,13 +623,21 @@ def run_fn(fn_args) -> None:
         "fine-tuning on %d labels for %d steps, batch %d, %s; %s", num_labels, steps, batch, policy, recipe
     )
 
+    model_proto = read_model_proto(custom["tokenizer_dir"])
     with strategy.scope():
         keras.utils.set_random_seed(seed)
+        backbone = _pretrained_backbone(fn_args)
         if tokens:
-            classifier = AlbertTokenClassifier(_pretrained_backbone(fn_args), num_labels=num_labels)
+            classifier = AlbertTokenClassifier(backbone, num_labels=num_labels)
         else:
             problem = "multi_label" if multi_label else "single_label"
-            classifier = AlbertClassifier(_pretrained_backbone(fn_args), num_labels, problem_type=problem)
+            classifier = AlbertClassifier(backbone, num_labels, problem_type=problem)
+        info = weights_info(task, names, model_proto, backbone)
+        start_weights, start = warm_start(custom.get(WARM_START_DIR_KEY), info)
+        if start_weights:
+            local = os.path.join(fn_args.model_run_dir, "warm_start_" + WEIGHTS_FILE)
+            tf.io.gfile.copy(start_weights, local, overwrite=True)
+            classifier.load_weights(local)
         schedule = warmup_linear_decay(float(custom["learning_rate"]), steps, recipe.warmup_fraction)
         classifier.compile(optimizer=finetune_optimizer(schedule, clipnorm=recipe.clipnorm or None))
 
@@ -614,9 +667,10 @@ def run_fn(fn_args) -> None:
         patience=recipe.patience,
         metric_name=metric,
         recipe=recipe.name,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=logs)],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=logs), ProgressFile("finetune")],
         verbose=2,
     )
+    logging.info("fine-tuning started %s", start)
     logging.info(
         "fine-tuned %d of %d steps (%s); exported step %s with eval %s %s",
         result["steps_trained"],
@@ -627,11 +681,17 @@ def run_fn(fn_args) -> None:
         result["best"],
     )
     run_file = functools.partial(_write_run_file, strategy, fn_args.model_run_dir)
-    record = {"task": task, "metric": metric, "seed": seed, **recipe.record(), **result}
+    record = {"task": task, "metric": metric, "seed": seed, "start": start, **recipe.record(), **result}
     run_file(TRAINING_FILE, json.dumps(record, indent=1))
     export_dir = trainer_common.worker_path(strategy, model_layout.client_copy_dir(fn_args.serving_model_dir))
     eval_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
-    model_proto = read_model_proto(custom["tokenizer_dir"]) if tokens else None
+    keras_dir = trainer_common.worker_path(strategy, model_layout.keras_dir(fn_args.serving_model_dir))
+    tf.io.gfile.makedirs(keras_dir)
+    local = os.path.join(fn_args.model_run_dir, WEIGHTS_FILE)
+    classifier.save_weights(local)
+    tf.io.gfile.copy(local, os.path.join(keras_dir, WEIGHTS_FILE), overwrite=True)
+    with tf.io.gfile.GFile(os.path.join(keras_dir, WEIGHTS_INFO_FILE), "w") as f:
+        f.write(json.dumps(info, indent=1, sort_keys=True))
     if tokens:
         module = serving_module(classifier, tft_output, names, model_proto=model_proto, windows=windows)
         found = _token_predictions(classifier, eval_files, feature_spec, global_batch, windows)

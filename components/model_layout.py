@@ -7,6 +7,10 @@ call is a narrower copy: the client signatures only, every output dense and batc
 warmup requests. That copy sits beside the full one, in `CLIENT_COPY_DIR`; the Pusher pushes it and
 ServingCheck checks it. A Model artifact without one (the pretraining Trainer's, or one written before
 this layout) falls back to its serving folder.
+
+The fine-tuned Keras weights sit in a third folder, `KERAS_DIR` (`classifier.weights.h5` and
+`classifier.json`: task, label names, vocabulary, backbone config), so that a later run can warm-start
+from a blessed model; nothing serves from it.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 CLIENT_COPY_DIR = "Format-Serving-Clients"
+KERAS_DIR = "Format-Keras"
 
 
 def client_copy_dir(serving_model_dir: str) -> str:
     """Where the Trainer writes the client copy, given its `fn_args.serving_model_dir`."""
     return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), CLIENT_COPY_DIR)
+
+
+def keras_dir(serving_model_dir: str) -> str:
+    """Where the Trainer writes the Keras weights, given its `fn_args.serving_model_dir`."""
+    return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), KERAS_DIR)
 
 
 def client_model_path(model_uri: str) -> str:

@@ -79,6 +79,11 @@ class PipelineConfig:
     # matches each input file's name under corpus_path (fnmatch), {"field": {split: [values]}} reads
     # each record's split value (reader_config split_column / split_key). Empty: hash by group.
     split_source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # corpus_path may hold {SPAN} (and {VERSION}), as TFX's ExampleGen patterns do: "notes/{SPAN}/*.csv",
+    # "notes-{SPAN}.csv". A run ingests the newest corpus_spans spans (1: only the newest; N: a rolling
+    # window), each span at its newest version; the ingest report counts records per span. With spans,
+    # split_source file patterns match names relative to each span's folder.
+    corpus_spans: int = 1
     max_note_bytes: int = 1_000_000
     # ScrubberConfig fields (components/clinical_text/scrub.py), e.g. {"tagger_export_dir": ...} to run
     # a learned PHI tagger beside the rules. Empty: its defaults.
@@ -98,6 +103,14 @@ class PipelineConfig:
     # When the corpus cannot support vocab_size: "error" stops with the largest size that works;
     # "lower" trains that size instead, with a warning (the tiny run, which must work on any corpus).
     vocab_size_fit: str = "error"
+    # A vocabulary is trained once and reused by later runs: a run trains a new one only when no
+    # earlier run of this pipeline trained one of this vocabulary_version. A new vocabulary makes every
+    # pretrained model unusable, so it is an explicit act: raise vocabulary_version.
+    vocabulary_version: int = 1
+    # A reused vocabulary's drift on the new data, flagged by the AnomalyGate: the <unk> rate may rise
+    # by at most max_unk_rate_increase (absolute), pieces per word by at most max_pieces_per_word_ratio.
+    max_unk_rate_increase: float = 0.01
+    max_pieces_per_word_ratio: float = 1.15
 
     # -- model ----------------------------------------------------------------------------------
     preset: str = "base-v2"
@@ -120,6 +133,10 @@ class PipelineConfig:
     # Continue from a public checkpoint ("" = from scratch): an HF folder or a google-research one.
     init_checkpoint: str = ""
     init_checkpoint_format: str = "hf"  # hf, google
+    # A later run continues from the pipeline's last pretrained model when it has the same vocabulary,
+    # for continued_pretrain_steps steps (instead of pretrain_steps from scratch).
+    continue_pretraining: bool = True
+    continued_pretrain_steps: int = 1_000
 
     # -- fine-tuning ----------------------------------------------------------------------------
     # "multi_label_classification": every label a note carries (label_names), independent sigmoids and
@@ -149,6 +166,9 @@ class PipelineConfig:
     finetune_patience: int = 3
     finetune_clipnorm: float = 1.0
     finetune_recipe: str = "best"
+    # Fine-tuning starts from the last blessed model when it has the same task, label set and
+    # vocabulary (else from the pretrained backbone).
+    warm_start_finetuning: bool = True
 
     # The classes, in class-id order: a fixed label set makes per-class and macro metrics possible
     # and keeps class ids stable across runs. Empty: the labels found in the training split.
@@ -173,6 +193,14 @@ class PipelineConfig:
     # --runner=DataflowRunner (Flink, Spark) elsewhere.
     beam_args: tuple[str, ...] = ()
     seed: int = 42
+
+    # -- retention -----------------------------------------------------------------------------------
+    # After a local run (and `pipeline_runner.py prune`): keep the newest keep_serving_versions pushed
+    # versions in serving_dir (never the newest, which serves, nor the last blessed model's), and the
+    # pipeline-root artifacts of the newest keep_pipeline_runs runs (never those that later runs build
+    # on: the vocabulary, the last pretrained and the last blessed model). 0: keep everything.
+    keep_serving_versions: int = 5
+    keep_pipeline_runs: int = 10
 
     def __post_init__(self) -> None:
         problems = []
@@ -239,6 +267,17 @@ class PipelineConfig:
             )
         if "train" not in self.splits or "eval" not in self.splits:
             problems.append(f"splits must include train and eval, received {sorted(self.splits)}")
+        for name in ("corpus_spans", "vocabulary_version"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, received {getattr(self, name)}")
+        for name in ("continued_pretrain_steps", "keep_serving_versions", "keep_pipeline_runs"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative, received {getattr(self, name)}")
+        if self.max_unk_rate_increase < 0 or self.max_pieces_per_word_ratio < 1:
+            problems.append(
+                "max_unk_rate_increase must be at least 0 and max_pieces_per_word_ratio at least 1, received "
+                f"{self.max_unk_rate_increase} and {self.max_pieces_per_word_ratio}"
+            )
         for name in ("pretrain_steps", "finetune_steps", "seq_length", "vocab_size"):
             if getattr(self, name) < 0 or (name != "pretrain_steps" and getattr(self, name) == 0):
                 problems.append(f"{name} must be positive, received {getattr(self, name)}")
@@ -305,6 +344,7 @@ TINY = dict(
     vocab_size_fit="lower",
     max_tokenizer_sentences=50_000,
     pretrain_steps=20,
+    continued_pretrain_steps=10,
     pretrain_batch_size=8,
     max_predictions=8,
     finetune_steps=30,

@@ -6,6 +6,11 @@ corpus -> ClinicalExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
        -> Trainer "pretrain" (MLM + SOP) -> Trainer "finetune" (classification)
        -> Evaluator (against the latest blessed model) -> ServingCheck -> ModelCard
        -> Pusher (only if blessed; the card beside the model)
+
+A run builds on earlier runs (pipeline/resolvers.py): the tokenizer reuses the vocabulary of its
+vocabulary_version, pretraining continues from the last pretrained model, fine-tuning starts from the
+last blessed model; each resolved from ML Metadata as "the newest made from other examples", so that a
+run on unchanged data is still served from the cache.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from components.clinical_example_gen.component import ClinicalExampleGen
 from components.data_checks.component import AnomalyGate, TokenSchemaGen
 from components.model_card.component import ModelCard
 from components.pusher.component import Pusher
-from components.sentencepiece_tokenizer.component import SentencePieceTokenizer
+from components.sentencepiece_tokenizer.component import SentencePieceModel, SentencePieceTokenizer
 from components.serving_check.component import ServingCheck
 from components.with_tokenizer.component import TokenizedTrainer, TokenizedTransform
+from pipeline import resolvers
 from pipeline.configs import PipelineConfig
 
 
@@ -127,7 +133,31 @@ def _token_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+_OUTPUT_KEYS = {"SentencePieceTokenizer": "tokenizer", "pretrain": "model", "finetune": "model"}
+
+
+def _build_on(node_id: str, kind: type, examples, *, portable: bool, **config) -> tfx.dsl.Resolver:
+    """A resolver of what `node_id` made in an earlier run from other examples than `examples`
+    (`resolvers.BuildOn`); `portable`: the newest artifact of the type (Kubeflow compiles only TFX's
+    stock strategies)."""
+    candidates = tfx.dsl.Channel(type=kind, producer_component_id=node_id, output_key=_OUTPUT_KEYS[node_id])
+    if portable:
+        return tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            **{resolvers.CANDIDATES_KEY: candidates},
+        )
+    return tfx.dsl.Resolver(
+        strategy_class=resolvers.BuildOn,
+        config=config,
+        **{resolvers.EXAMPLES_KEY: examples, resolvers.CANDIDATES_KEY: candidates},
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig, metadata_connection_config=None, portable: bool = False
+) -> tfx.dsl.Pipeline:
+    """The pipeline of `config`. `portable`: only TFX's stock resolver strategies (Kubeflow Pipelines
+    v2): the vocabulary is still reused, but models are trained afresh each run."""
     example_gen = ClinicalExampleGen(
         input_base=config.corpus_path,
         input_format=config.corpus_format,
@@ -136,6 +166,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         split_source=config.split_source,
         max_note_bytes=config.max_note_bytes,
         scrubber_config=config.scrubber_config,
+        spans=config.corpus_spans,
     )
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
@@ -147,12 +178,21 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
 
+    vocabulary = _build_on(
+        "SentencePieceTokenizer",
+        SentencePieceModel,
+        examples,
+        portable=portable,
+        vocabulary_version=config.vocabulary_version,
+    ).with_id("vocabulary_resolver")
     tokenizer = SentencePieceTokenizer(
         examples=examples,
         vocab_size=config.vocab_size,
         vocab_size_fit=config.vocab_size_fit,
         max_sentences=config.max_tokenizer_sentences,
         seed=config.seed,
+        previous=vocabulary.outputs[resolvers.CANDIDATES_KEY],
+        vocabulary_version=config.vocabulary_version,
     )
     transform = TokenizedTransform(
         examples=examples,
@@ -179,12 +219,29 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
     gate = AnomalyGate(
         raw_anomalies=example_validator.outputs["anomalies"],
         token_anomalies=token_validator.outputs["anomalies"],
+        tokenizer=tokenizer.outputs["tokenizer"],
         stop_on_anomalies=int(config.stop_on_anomalies),
+        max_unk_rate_increase=config.max_unk_rate_increase,
+        max_pieces_per_word_ratio=config.max_pieces_per_word_ratio,
     )
+    transformed = transform.outputs["transformed_examples"]
+    resolved = []
+    last_pretrained = last_blessed = None
+    if config.continue_pretraining and not portable:
+        last_pretrained = _build_on(
+            "pretrain", tfx.types.standard_artifacts.Model, transformed, portable=False
+        ).with_id("pretrained_model_resolver")
+        resolved.append(last_pretrained)
+    if config.warm_start_finetuning and not portable:
+        last_blessed = _build_on(
+            "finetune", tfx.types.standard_artifacts.Model, transformed, portable=False, blessed_only=True
+        ).with_id("warm_start_model_resolver")
+        resolved.append(last_blessed)
 
     pretrainer = TokenizedTrainer(
-        examples=transform.outputs["transformed_examples"],
+        examples=transformed,
         tokenizer=tokenizer.outputs["tokenizer"],
+        base_model=last_pretrained.outputs[resolvers.CANDIDATES_KEY] if last_pretrained else None,
         run_fn="components.pretrain_module.run_fn",
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.pretrain_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=0),
@@ -197,17 +254,17 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             "init_checkpoint": config.init_checkpoint,
             "init_checkpoint_format": config.init_checkpoint_format,
             "seed": config.seed,
+            "continued_steps": config.continued_pretrain_steps,
         },
     ).with_id("pretrain")
     pretrainer.add_upstream_node(gate)
-    tokens = config.task == "token_classification"
-    # The token task's export tokenizes with offsets, so it needs the tokenizer itself.
-    tokenizer_input = {"tokenizer": tokenizer.outputs["tokenizer"]} if tokens else {}
-    finetuner = (TokenizedTrainer if tokens else tfx.components.Trainer)(
-        **tokenizer_input,
-        examples=transform.outputs["transformed_examples"],
+    # The tokenizer: the token task's export tokenizes with offsets, and a warm start must share it.
+    finetuner = TokenizedTrainer(
+        tokenizer=tokenizer.outputs["tokenizer"],
+        examples=transformed,
         transform_graph=transform.outputs["transform_graph"],
         base_model=pretrainer.outputs["model"],
+        warm_start_model=last_blessed.outputs[resolvers.CANDIDATES_KEY] if last_blessed else None,
         run_fn="components.finetune_module.run_fn",
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.finetune_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
@@ -274,11 +331,13 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
             statistics_gen,
             schema_gen,
             example_validator,
+            vocabulary,
             tokenizer,
             transform,
             token_schema,
             token_validator,
             gate,
+            *resolved,
             pretrainer,
             finetuner,
             baseline,

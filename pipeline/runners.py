@@ -29,22 +29,40 @@ CONFIG_ENV = "CLINICAL_ALBERT_CONFIG"
 SCHEDULE_ENV = "CLINICAL_ALBERT_SCHEDULE"
 
 
-def run_local(config: PipelineConfig) -> None:
-    """Runs every component in this process (Beam DirectRunner), then says what was pushed."""
-    from tfx import v1 as tfx
+def run_local(config: PipelineConfig, verbose: bool = False) -> None:
+    """Runs every component in this process (Beam DirectRunner) and tells the console as it goes: a line
+    as each component starts and ends, the Trainers' progress, then a summary with where the pushed
+    model, the model card, the log and ML Metadata are (pipeline/console.py).
 
-    from pipeline.pipeline import create_pipeline
+    What the libraries print goes to `<output_dir>/logs/run-<UTC time>.log`, or with `verbose` to the
+    console as well. When a component fails, the console names it and the error, the log holds the
+    traceback, and console.PipelineFailed is raised (KeyboardInterrupt is re-raised as it is).
+    """
+    from pipeline import component_figures, console
 
     # Absolute paths: artifact URIs recorded in ML Metadata must not depend on the working directory.
     config = config.replace(
         output_dir=_absolute(config.output_dir), corpus_path=_absolute(config.corpus_path)
     )
     os.makedirs(config.output_dir, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-    destination = last_push(config.metadata_path, config.pipeline_name)
-    print(f"pushed model: {destination or 'nothing pushed (not blessed)'}")
-    print(f"ML Metadata: {config.metadata_path}")
+    run = console.LocalRunConsole(config.output_dir, config.metadata_path, config.pipeline_name, verbose)
+    with run:
+        # Imported here, so that what TensorFlow prints as it loads goes to the log.
+        from tfx import v1 as tfx
+
+        from pipeline.pipeline import create_pipeline, eval_config
+
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+        pipeline = create_pipeline(config, metadata)
+        run.watch([c.id for c in pipeline.components], component_figures.headline_metric(eval_config(config)))
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    run.finish(pushed=last_push(config.metadata_path, config.pipeline_name))
+    # Retention (keep_serving_versions, keep_pipeline_runs): what went is listed on the console.
+    from pipeline import retention
+
+    plan = retention.prune(config)
+    if plan.removals:
+        print(plan.format())
 
 
 def last_push(metadata_path: str, pipeline_name: str) -> str | None:
@@ -84,7 +102,7 @@ def compile_kubeflow(config: PipelineConfig, image: str = DEFAULT_IMAGE, output_
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image)
     )
-    job = runner.run(create_pipeline(config), write_out=False)
+    job = runner.run(create_pipeline(config, portable=True), write_out=False)
     job["pipelineSpec"]["defaultPipelineRoot"] = config.pipeline_root
     output_spec = output_spec or os.path.join(config.output_dir, f"{config.pipeline_name}.yaml")
     if os.path.dirname(output_spec):

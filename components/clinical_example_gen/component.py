@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.clinical_example_gen import executor, readers
+from components.clinical_example_gen import spans as spans_lib
 from components.clinical_example_gen.artifacts import IngestReport
 from components.clinical_example_gen.driver import INPUT_FINGERPRINT, InputFingerprintDriver
 from components.clinical_example_gen.split import DEFAULT_SPLITS, parse_splits
@@ -34,8 +35,11 @@ class ClinicalExampleGenSpec(types.ComponentSpec):
         executor.MAX_NOTE_BYTES: ExecutionParameter(type=int, optional=True),
         executor.SCRUBBER_CONFIG: ExecutionParameter(type=str, optional=True),
         executor.SPLIT_SOURCE: ExecutionParameter(type=str, optional=True),
-        # Set by the driver at run time: a changed corpus must not be served from the cache.
+        executor.SPANS: ExecutionParameter(type=int, optional=True),
+        # Set by the driver at run time: a changed corpus must not be served from the cache, and the
+        # executor reads the spans that were fingerprinted (JSON; empty where no driver ran).
         INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
+        executor.RESOLVED_SPANS: ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar[dict[str, ChannelParameter]] = {}
     OUTPUTS: ClassVar[dict[str, ChannelParameter]] = {
@@ -53,7 +57,8 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
     split tf.Examples, with an ingest report of every rejected record and the counts.
 
     Outputs: `examples` (standard Examples, one `Split-<name>` folder per split) and `report`
-    (ClinicalIngestReport: rejects.jsonl and summary.json).
+    (ClinicalIngestReport: rejects.jsonl and summary.json). With `{SPAN}` in `input_base`, both record
+    the newest span ingested (`span`, `version`) and every one (the `spans` custom property).
     """
 
     SPEC_CLASS = ClinicalExampleGenSpec
@@ -69,11 +74,14 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
         max_note_bytes: int = readers.DEFAULT_MAX_NOTE_BYTES,
         scrubber_config: Mapping[str, Any] | None = None,
         split_source: Mapping[str, Any] | None = None,
+        spans: int = 1,
     ) -> None:
         """Configures the component; every parameter is validated here.
 
         Args:
-        input_base: a file, or a folder searched recursively for the format's files.
+        input_base: a file, or a folder searched recursively for the format's files; or a pattern
+            holding `{SPAN}` (and optionally `{VERSION}`), digits in one path segment, the rest a glob:
+            `notes/span-{SPAN}/`, `notes-{SPAN}.csv`, `notes/{SPAN}/v{VERSION}/*.csv` (see spans.py).
         input_format: one of `readers.INPUT_FORMATS`.
         reader_config: the format's reader config (see readers.py), e.g.
             `dataclasses.asdict(readers.MTSAMPLES_CSV)` for MTSamples; empty for the format's defaults.
@@ -84,13 +92,17 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
             `split.SplitSource`): `{"files": {"train": ["train*"], "eval": ["devel*"], ...}}` matches
             file names relative to input_base; `{"field": {"train": ["train"], "eval": ["dev"], ...}}`
             maps the value each record carries (`split_column` for csv/mimic, `split_key` for jsonl).
-            Empty (the default): groups are split by hash.
+            Empty (the default): groups are split by hash. With spans, file names are relative to
+            each span's folder.
+        spans: with `{SPAN}` in input_base, how many of the newest spans a run ingests (each at its
+            newest version); must be 1 without it.
         """
         reader_config = dict(reader_config or {})
         splits = dict(DEFAULT_SPLITS if splits is None else splits)
         scrubber_config = dict(scrubber_config or {})
         split_source = dict(split_source or {})
         readers.make_reader(input_format, reader_config, max_note_bytes)
+        spans_lib.check_spans(input_base, spans)
         parse_splits(splits)
         ScrubberConfig.from_dict(scrubber_config)
         executor.check_split_source(split_source, input_format, reader_config)
@@ -102,6 +114,7 @@ class ClinicalExampleGen(base_beam_component.BaseBeamComponent):
             max_note_bytes=max_note_bytes,
             scrubber_config=_to_json(scrubber_config),
             split_source=_to_json(split_source),
+            spans=spans,
             examples=types.Channel(type=standard_artifacts.Examples),
             report=types.Channel(type=IngestReport),
         )

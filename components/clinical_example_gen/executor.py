@@ -10,6 +10,12 @@ With a `split_source` (see `split.SplitSource`) the corpus's official splits rep
 record gets its split as it is read (from its file's name, or from the value its reader read, a record
 whose value names no split being rejected), duplicates collapse within a split only, and the summary
 reports the texts and groups that the official splits share.
+
+With `{SPAN}` in `input_base` (see spans.py), the files of the spans the driver resolved are read (the
+executor resolves them itself where no driver ran, as under Kubeflow V2). Each record travels with its
+span number, so the report accounts for every span and each reject names its span; deduplication and
+splitting ignore spans (a text in two spans is one example, a group in two spans is in one split). The
+Examples artifact records the newest span and its version, as TFX's ExampleGen does.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -32,6 +38,7 @@ from tfx.types import artifact_utils
 
 from components.clinical_example_gen import readers
 from components.clinical_example_gen import report as report_lib
+from components.clinical_example_gen import spans as spans_lib
 from components.clinical_example_gen import split as split_lib
 from components.clinical_example_gen.dedupe import merge_duplicates
 from components.clinical_example_gen.examples import to_example
@@ -50,6 +57,10 @@ SPLITS = "splits"
 MAX_NOTE_BYTES = "max_note_bytes"
 SCRUBBER_CONFIG = "scrubber_config"
 SPLIT_SOURCE = "split_source"
+SPANS = spans_lib.SPANS
+RESOLVED_SPANS = spans_lib.RESOLVED_SPANS
+#: The custom property (JSON list of span, version, path) naming every span an output was made from.
+SPANS_PROPERTY = "spans"
 
 #: The reader config key that gives each record its split value, for the formats that can read one.
 SPLIT_FIELD_KEYS = {"csv": "split_column", "mimic": "split_column", "jsonl": "split_key"}
@@ -98,6 +109,8 @@ class IngestParams:
     max_note_bytes: int
     scrubber_config: Mapping[str, Any]
     split_source: split_lib.SplitSource
+    #: How many of the newest spans to ingest when `input_base` holds `{SPAN}`.
+    spans: int = 1
 
     @property
     def split_names(self) -> tuple[str, ...]:
@@ -109,6 +122,9 @@ class IngestParams:
     @classmethod
     def from_exec_properties(cls, exec_properties: Mapping[str, Any]) -> IngestParams:
         max_note_bytes = exec_properties.get(MAX_NOTE_BYTES)
+        spans = exec_properties.get(SPANS)
+        spans = 1 if spans is None else int(spans)
+        spans_lib.check_spans(exec_properties[INPUT_BASE], spans)
         input_format = exec_properties[INPUT_FORMAT]
         reader_config = _json_param(exec_properties, READER_CONFIG, {})
         split_source = _json_param(exec_properties, SPLIT_SOURCE, {})
@@ -120,11 +136,25 @@ class IngestParams:
             max_note_bytes=readers.DEFAULT_MAX_NOTE_BYTES if max_note_bytes is None else int(max_note_bytes),
             scrubber_config=_json_param(exec_properties, SCRUBBER_CONFIG, {}),
             split_source=check_split_source(split_source, input_format, reader_config),
+            spans=spans,
         )
+
+    def resolve_spans(self, resolved_spans: str | None) -> tuple[spans_lib.ResolvedSpan, ...]:
+        """The spans to read: those the driver resolved (`resolved_spans`, JSON), else resolved now."""
+        if resolved_spans:
+            return spans_lib.from_json(resolved_spans)
+        return spans_lib.resolve(self.input_base, self.spans)
+
+
+#: A record, note or reject with the number of the span it was read from (None: the corpus has no spans).
+Spanned = tuple[int | None, Any]
+#: A kept note with its span, and the span of each duplicate collapsed into it.
+MergedNote = tuple[int | None, ProcessedNote, tuple[int | None, ...]]
 
 
 class _ProcessNotes(beam.DoFn):
-    """Runs the text steps on records; passes readers' rejects and empty results to the rejects output."""
+    """Runs the text steps on (span, record)s; passes readers' rejects and empty results to the rejects
+    output, each still with its span."""
 
     def __init__(self, scrubber_config: Mapping[str, Any]) -> None:
         self._scrubber_config = dict(scrubber_config)
@@ -133,14 +163,15 @@ class _ProcessNotes(beam.DoFn):
     def setup(self) -> None:
         self._steps = TextSteps(self._scrubber_config)
 
-    def process(self, item: NoteRecord | Reject | Skipped) -> Iterator[Any]:
+    def process(self, element: Spanned) -> Iterator[Any]:
+        span, item = element
         if isinstance(item, Skipped):
             return
         result = item if isinstance(item, Reject) else self._steps(item)
         if isinstance(result, Reject):
-            yield beam.pvalue.TaggedOutput(_REJECTS_TAG, result)
+            yield beam.pvalue.TaggedOutput(_REJECTS_TAG, (span, result))
         else:
-            yield result
+            yield span, result
 
 
 def _with_split(
@@ -180,9 +211,9 @@ def _phi_counters(note: ProcessedNote) -> Iterator[tuple[str, int]]:
         yield report_lib.PHI_PREFIX + token, count
 
 
-def _read_counters(name: str, item: NoteRecord | Reject | Skipped) -> Iterator[tuple[str, int]]:
+def _read_counters(span: int | None, name: str, item: readers.ReadResult) -> Iterator[tuple[str, int]]:
     """Input records (a `Skipped` stands for `count` of them), and what they became, per file and per
-    record type where the format names one."""
+    record type where the format names one; per span the input records and the skipped ones."""
     if isinstance(item, Skipped):
         outcome, kind, amount = "skipped", item.record_type, item.count
         yield report_lib.SKIPPED_PREFIX + kind, amount
@@ -191,14 +222,57 @@ def _read_counters(name: str, item: NoteRecord | Reject | Skipped) -> Iterator[t
     else:
         outcome, kind, amount = "notes", item.metadata.get("resource_type", ""), 1
     yield report_lib.INPUT_RECORDS, amount
-    yield f"{report_lib.FILE_PREFIX}{outcome}/{name}", amount
+    yield report_lib.file_counter(outcome, name, span), amount
+    if span is not None:
+        yield report_lib.span_counter(span, report_lib.INPUT_RECORDS), amount
+        if outcome == "skipped":
+            yield report_lib.span_counter(span, report_lib.SKIPPED), amount
     if kind:
         yield f"{report_lib.TYPE_PREFIX}{kind}/{outcome}", amount
 
 
-def _merged_counters(merged: tuple[ProcessedNote, int]) -> Iterator[tuple[str, int]]:
+def _span_order(span: int | None) -> int:
+    return -1 if span is None else span
+
+
+def _merge(entries: Iterable[Spanned]) -> MergedNote:
+    """`merge_duplicates` over notes of one text, keeping track of spans: the kept note's span, the
+    note, and the span of each note collapsed into it. Of equal (note_id, group_id)s the newest span's
+    note is kept (`merge_duplicates` keeps the first of equals), so the outcome is independent of order."""
+    ordered = sorted(entries, key=lambda entry: _span_order(entry[0]), reverse=True)
+    kept, _ = merge_duplicates(note for _, note in ordered)
+    kept_at = next(
+        index
+        for index, (_, note) in enumerate(ordered)
+        if (note.note_id, note.group_id) == (kept.note_id, kept.group_id)
+    )
+    collapsed = tuple(span for index, (span, _) in enumerate(ordered) if index != kept_at)
+    return ordered[kept_at][0], kept, collapsed
+
+
+def _merged_counters(merged: MergedNote) -> Iterator[tuple[str, int]]:
+    span, _, collapsed = merged
     yield report_lib.KEPT_EXAMPLES, 1
-    yield report_lib.DUPLICATES_COLLAPSED, merged[1]
+    yield report_lib.DUPLICATES_COLLAPSED, len(collapsed)
+    if span is not None:
+        yield report_lib.span_counter(span, report_lib.KEPT_EXAMPLES), 1
+    for collapsed_span in collapsed:
+        if collapsed_span is not None:
+            yield report_lib.span_counter(collapsed_span, report_lib.DUPLICATES_COLLAPSED), 1
+
+
+def _reject_counters(span: int | None, reject: Reject) -> Iterator[tuple[str, int]]:
+    yield report_lib.REJECTED_PREFIX + reject.reason, 1
+    if span is not None:
+        yield report_lib.span_counter(span, report_lib.REJECTED), 1
+
+
+def _reject_line(span: int | None, reject: Reject) -> str:
+    """The rejects.jsonl line of a reject, naming its span when the corpus has spans."""
+    line = reject.to_json()
+    if span is not None:
+        line["span"] = span
+    return json.dumps(line, sort_keys=True)
 
 
 def _shared_across_splits(kept: beam.PCollection) -> list[beam.PCollection]:
@@ -233,7 +307,7 @@ def _shared_across_splits(kept: beam.PCollection) -> list[beam.PCollection]:
 
 def _ingest(
     pipeline: beam.Pipeline,
-    files: Sequence[tuple[str, str]],
+    files: Sequence[spans_lib.SpanFile],
     params: IngestParams,
     split_uris: Sequence[str],
     report_uri: str,
@@ -246,18 +320,18 @@ def _ingest(
     source = params.split_source
     file_splits = dict(file_splits)
 
-    def read(path: str, name: str) -> Iterator[tuple[str, readers.ReadResult]]:
+    def read(path: str, name: str, span: int | None) -> Iterator[tuple[int | None, str, readers.ReadResult]]:
         file_split = file_splits.get(name, "")
         for item in reader(path, name):
-            yield name, _with_split(item, source, file_split)
+            yield span, name, _with_split(item, source, file_split)
 
     named_records = (
         pipeline
-        | "ListFiles" >> beam.Create(list(files))
+        | "ListFiles" >> beam.Create([(file.path, file.name, file.span) for file in files])
         | "SpreadFiles" >> beam.Reshuffle()
         | "Read" >> beam.FlatMapTuple(read)
     )
-    records = named_records | "DropNames" >> beam.MapTuple(lambda _, item: item)
+    records = named_records | "DropNames" >> beam.MapTuple(lambda span, _, item: (span, item))
     processed = records | "Process" >> beam.ParDo(_ProcessNotes(params.scrubber_config)).with_outputs(
         _REJECTS_TAG, main="notes"
     )
@@ -265,11 +339,11 @@ def _ingest(
     dedupe_key = _split_text_key if source.predefined else _text_key
     merged = (
         processed.notes
-        | "KeyByText" >> beam.Map(lambda note: (dedupe_key(note), note))
+        | "KeyByText" >> beam.Map(lambda entry: (dedupe_key(entry[1]), entry))
         | "GroupByText" >> beam.GroupByKey()
-        | "MergeDuplicates" >> beam.MapTuple(lambda _, notes: merge_duplicates(notes))
+        | "MergeDuplicates" >> beam.MapTuple(lambda _, entries: _merge(entries))
     )
-    kept = merged | "Kept" >> beam.Map(lambda pair: pair[0])
+    kept = merged | "Kept" >> beam.Map(lambda merged_note: merged_note[1])
     split_names = params.split_names
     if source.predefined:
         index_of = {name: index for index, name in enumerate(split_names)}
@@ -283,7 +357,7 @@ def _ingest(
 
     counters = [
         named_records | "CountInput" >> beam.FlatMapTuple(_read_counters),
-        rejects | "CountRejects" >> beam.Map(lambda reject: (report_lib.REJECTED_PREFIX + reject.reason, 1)),
+        rejects | "CountRejects" >> beam.FlatMapTuple(_reject_counters),
         merged | "CountMerged" >> beam.FlatMap(_merged_counters),
         kept | "CountPhi" >> beam.FlatMap(_phi_counters),
     ]
@@ -303,7 +377,7 @@ def _ingest(
 
     _ = (
         rejects
-        | "RejectLines" >> beam.Map(lambda reject: json.dumps(reject.to_json(), sort_keys=True))
+        | "RejectLines" >> beam.MapTuple(_reject_line)
         | "WriteRejects"
         >> beam.io.WriteToText(
             os.path.join(report_uri, report_lib.REJECTS_FILE), shard_name_template="", num_shards=1
@@ -343,14 +417,27 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if tagger_dir:
             # Before Beam starts: each worker loads it in setup, where a missing folder reads worse.
             phi_tagger.check_export_dir(tagger_dir)
-        files = readers.list_input_files(params.input_base, params.input_format)
+        resolved = params.resolve_spans(exec_properties.get(RESOLVED_SPANS))
+        spanned = resolved[-1].span is not None
+        files = spans_lib.list_files(resolved, params.input_format)
         if not files:
             suffixes = ", ".join(readers.FILE_SUFFIXES[params.input_format])
-            raise FileNotFoundError(f"no {suffixes} files under input_base {params.input_base}")
+            where = f"spans {[span.span for span in resolved]} of " if spanned else ""
+            raise FileNotFoundError(f"no {suffixes} files under {where}input_base {params.input_base}")
+        if spanned:
+            logging.info("ClinicalExampleGen: ingesting spans %s", [span.to_json() for span in resolved])
+            if len(resolved) < params.spans:
+                logging.warning(
+                    "ClinicalExampleGen: %d spans requested, %d found for %s",
+                    params.spans,
+                    len(resolved),
+                    params.input_base,
+                )
         split_names = list(params.split_names)
         file_splits = {}
         if params.split_source.mode == split_lib.FILES:
-            file_splits = split_lib.split_files([name for _, name in files], params.split_source)
+            names = sorted({file.name for file in files})
+            file_splits = split_lib.split_files(names, params.split_source)
             if empty := sorted(set(split_names) - set(file_splits.values())):
                 logging.warning("split_source files: no input file matches the patterns of splits %s", empty)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
@@ -364,7 +451,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             _ingest(pipeline, files, params, split_uris, ingest_report.uri, counts_path, file_splits)
 
         counts = _read_counts(counts_path)
-        summary = report_lib.build_summary(counts, split_names, params.split_source.predefined)
+        summary = report_lib.build_summary(
+            counts,
+            split_names,
+            params.split_source.predefined,
+            spans=[span.to_json() for span in resolved] if spanned else None,
+            spans_requested=params.spans if spanned else None,
+        )
         if shared := summary.get(report_lib.GROUPS_IN_SEVERAL_SPLITS):
             logging.warning(
                 "%d groups (group_id) are found in more than one predefined split; "
@@ -391,3 +484,24 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             report_lib.SKIPPED,
         ):
             ingest_report.set_int_custom_property(key, summary[key])
+        _record_spans(examples, ingest_report, resolved)
+
+
+def _record_spans(
+    examples: types.Artifact, ingest_report: types.Artifact, resolved: Sequence[spans_lib.ResolvedSpan]
+) -> None:
+    """Records on both outputs the newest span and its version (the Examples artifact's standard
+    properties, which TFX's span-aware resolvers read) and every span ingested. Without spans, the
+    Examples span is 0, as TFX's ExampleGen sets it for a path without `{SPAN}`."""
+    newest = resolved[-1]
+    if newest.span is None:
+        examples.span = 0
+        return
+    listed = spans_lib.to_json(resolved)
+    examples.span = newest.span
+    ingest_report.set_int_custom_property("span", newest.span)
+    if newest.version is not None:
+        examples.version = newest.version
+        ingest_report.set_int_custom_property("version", newest.version)
+    examples.set_string_custom_property(SPANS_PROPERTY, listed)
+    ingest_report.set_string_custom_property(SPANS_PROPERTY, listed)

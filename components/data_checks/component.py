@@ -8,14 +8,20 @@ any other constraint.
 
 `AnomalyGate` reads the anomalies of both validators and fails the run when there are any and the
 configuration says anomalies stop it; the trainers run after it. Either way it records what it found.
+With the tokenizer as input it also checks a reused vocabulary's drift on the new data: an `<unk>` rate
+that rose, or words split into more pieces than when the vocabulary was trained, past the configured
+bounds, is an anomaly like the others (the remedy, a new vocabulary_version, is the operator's call).
 """
 
+import json
 import os
 
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
+
+from components.sentencepiece_tokenizer.component import SentencePieceModel
 
 SCHEMA_FILE = "schema.pbtxt"
 
@@ -74,11 +80,33 @@ def anomaly_summary(anomalies_uri: str) -> dict[str, list[str]]:
     return found
 
 
+def vocabulary_drift(
+    drift: dict, max_unk_rate_increase: float, max_pieces_per_word_ratio: float
+) -> list[str]:
+    """The bounds that a reused vocabulary's drift (the tokenizer's `drift` property) exceeds."""
+    problems = []
+    if drift["unk_rate_increase"] > max_unk_rate_increase:
+        problems.append(
+            f"<unk> rate rose by {drift['unk_rate_increase']:.4f} since the vocabulary was trained "
+            f"(bound {max_unk_rate_increase})"
+        )
+    if drift["pieces_per_word_ratio"] > max_pieces_per_word_ratio:
+        problems.append(
+            f"pieces per word are {drift['pieces_per_word_ratio']:.3f} times the vocabulary's own "
+            f"(bound {max_pieces_per_word_ratio})"
+        )
+    return problems
+
+
 @component
 def AnomalyGate(
     raw_anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     token_anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    # An optional input: TFX's function components mark one by its default None.
+    tokenizer: InputArtifact[SentencePieceModel] = None,
     stop_on_anomalies: Parameter[int] = 1,
+    max_unk_rate_increase: Parameter[float] = 0.01,
+    max_pieces_per_word_ratio: Parameter[float] = 1.15,
 ) -> tfx.dsl.components.OutputDict(anomalies=int):
     from absl import logging
 
@@ -87,6 +115,11 @@ def AnomalyGate(
         for kind, uri in (("raw", raw_anomalies.uri), ("token", token_anomalies.uri))
         for split, problems in anomaly_summary(uri).items()
     }
+    if tokenizer is not None and tokenizer.has_custom_property("drift"):
+        drift = json.loads(tokenizer.get_string_custom_property("drift"))
+        problems = vocabulary_drift(drift, max_unk_rate_increase, max_pieces_per_word_ratio)
+        if problems:
+            found["vocabulary"] = problems
     for where, problems in found.items():
         logging.warning("anomalies in %s: %s", where, "; ".join(problems))
     if found and stop_on_anomalies:

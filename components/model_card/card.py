@@ -292,7 +292,7 @@ def _training_data(inputs: CardInputs) -> dict[str, Any]:
         "phi_replacements": ingest.get("phi_replacements", {}),
         **{
             key: ingest[key]
-            for key in ("texts_in_several_splits", "groups_in_several_splits")
+            for key in ("texts_in_several_splits", "groups_in_several_splits", "spans", "per_span")
             if key in ingest
         },
     }
@@ -301,7 +301,8 @@ def _training_data(inputs: CardInputs) -> dict[str, Any]:
 def _tokenizer(stats: Mapping[str, Any]) -> dict[str, Any]:
     keys = (
         "uri", "vocab_size", "requested_vocab_size", "unk_rate", "pieces_per_word", "measured_on",
-        "sentences_used", "character_coverage", "seed", "sentencepiece_version",
+        "sentences_used", "character_coverage", "seed", "sentencepiece_version", "reused_from",
+        "vocabulary", "drift",
     )  # fmt: skip
     return {key: stats.get(key) for key in keys if key in stats}
 
@@ -328,6 +329,7 @@ def _fine_tuning(task: str, inputs: CardInputs) -> dict[str, Any]:
         "batch_size": custom.get("batch_size"),
         "learning_rate": custom.get("learning_rate"),
         "seed": training.get("seed", custom.get("seed")),
+        "start": training.get("start"),
     }
     for key in (
         "metric", "recipe", "steps_planned", "steps_trained", "best_step", "best", "stopped_early",
@@ -493,7 +495,13 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += _training_data_markdown(card["training_data"])
     lines += ["## Tokenizer", ""]
     lines += _table(["", "value"], [(k.replace("_", " "), v) for k, v in card["tokenizer"].items()])
-    lines += ["## Pretraining", "", "The fine-tuning starts from this pretraining run's model.", ""]
+    lines += [
+        "## Pretraining",
+        "",
+        "The fine-tuning starts from this pretraining run's model (or, as its start says, from the last "
+        "blessed model).",
+        "",
+    ]
     lines += _table(
         ["", "value"], [(k.replace("_", " "), _json_cell(v)) for k, v in card["pretraining"].items()]
     )
@@ -573,8 +581,8 @@ def _fine_tuning_markdown(card: Mapping[str, Any]) -> list[str]:
     tuning = card["fine_tuning"]
     lines = ["## Fine-tuning", ""]
     keys = (
-        "task", "recipe", "train_steps", "steps_planned", "steps_trained", "best_step", "metric", "best",
-        "stopped_early", "eval_every", "patience", "warmup_fraction", "warmup_steps", "clipnorm",
+        "task", "start", "recipe", "train_steps", "steps_planned", "steps_trained", "best_step", "metric",
+        "best", "stopped_early", "eval_every", "patience", "warmup_fraction", "warmup_steps", "clipnorm",
         "batch_size", "learning_rate", "seed",
     )  # fmt: skip
     lines += _table(["", "value"], [(k.replace("_", " "), tuning[k]) for k in keys if k in tuning])

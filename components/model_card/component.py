@@ -27,7 +27,7 @@ from components.sentencepiece_tokenizer.component import SentencePieceModel
 #: The ExampleGen parameters the card quotes (its driver's input_fingerprint changes every run).
 CORPUS_PARAMETERS = (
     "input_base", "input_format", "reader_config", "splits", "split_source", "max_note_bytes",
-    "scrubber_config",
+    "scrubber_config", "spans",
 )  # fmt: skip
 
 

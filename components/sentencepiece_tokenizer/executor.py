@@ -4,10 +4,15 @@ Reads the ExampleGen's tf.Examples (`Split-<name>/`, gzip TFRecords, a bytes-lis
 streams the train split into `train_sentencepiece`, measures UNK rate and pieces per word on the eval
 split when there is one, and copies spm.model, spm.vocab and stats.json to the output artifact with
 `fileio`, so the output may live on cloud storage. Errors name the file and record, never the text.
+
+With a `previous` tokenizer of the same vocabulary_version it trains nothing: the vocabulary is copied,
+and the new data's UNK rate and pieces per word (on the split the vocabulary was measured on, when the
+new examples have it) are recorded beside the vocabulary's own, with their difference (`drift`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +25,13 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components.sentencepiece_tokenizer.train import MODEL_FILE, STATS_FILE, VOCAB_FILE, train_sentencepiece
+from components.sentencepiece_tokenizer.train import (
+    MODEL_FILE,
+    STATS_FILE,
+    VOCAB_FILE,
+    tokenization_stats,
+    train_sentencepiece,
+)
 
 EXAMPLES_KEY = "examples"
 TOKENIZER_KEY = "tokenizer"
@@ -31,6 +42,8 @@ EVAL_SPLIT_KEY = "eval_split"
 SEED_KEY = "seed"
 CHARACTER_COVERAGE_KEY = "character_coverage"
 VOCAB_SIZE_FIT_KEY = "vocab_size_fit"
+VOCABULARY_VERSION_KEY = "vocabulary_version"
+PREVIOUS_KEY = "previous"
 
 SENTENCES_FEATURE = "sentences"
 
@@ -83,25 +96,107 @@ class Executor(base_executor.BaseExecutor):
             raise ValueError(f"no {train_split!r} split in the examples (splits: {available})")
         eval_uris = _split_uris(examples, eval_split)
 
-        with tempfile.TemporaryDirectory() as local_dir:
-            trained = train_sentencepiece(
-                read_sentences(train_uris),
-                local_dir,
-                vocab_size=int(exec_properties[VOCAB_SIZE_KEY]),
-                max_sentences=int(exec_properties[MAX_SENTENCES_KEY]),
-                seed=int(exec_properties[SEED_KEY]),
-                character_coverage=float(exec_properties[CHARACTER_COVERAGE_KEY]),
-                eval_sentences=read_sentences(eval_uris) if eval_uris is not None else None,
-                eval_name=eval_split,
-                vocab_size_fit=exec_properties.get(VOCAB_SIZE_FIT_KEY) or "error",
-            )
-            fileio.makedirs(output.uri)
-            for name in (MODEL_FILE, VOCAB_FILE, STATS_FILE):
-                fileio.copy(os.path.join(local_dir, name), os.path.join(output.uri, name), overwrite=True)
-
-        stats = trained.stats
+        version = int(exec_properties.get(VOCABULARY_VERSION_KEY) or 1)
+        previous = (input_dict.get(PREVIOUS_KEY) or [None])[0]
+        if previous is not None and _custom_int(previous, "vocabulary_version", 1) == version:
+            stats = _reuse(previous, output, examples, int(exec_properties[VOCAB_SIZE_KEY]), version)
+        else:
+            stats = _train(exec_properties, output, train_uris, eval_uris, eval_split)
+        with fileio.open(os.path.join(output.uri, MODEL_FILE), "rb") as f:
+            sha256 = hashlib.sha256(f.read()).hexdigest()
         output.set_int_custom_property("vocab_size", stats["vocab_size"])
+        output.set_int_custom_property("requested_vocab_size", stats["requested_vocab_size"])
         output.set_string_custom_property("measured_on", stats["measured_on"])
         output.set_float_custom_property("unk_rate", stats["unk_rate"])
         output.set_float_custom_property("pieces_per_word", stats["pieces_per_word"])
         output.set_string_custom_property("stats", json.dumps(stats, sort_keys=True))
+        output.set_int_custom_property("vocabulary_version", version)
+        output.set_string_custom_property("vocabulary_sha256", sha256)
+        output.set_int_custom_property("reused", int("reused_from" in stats))
+        if "reused_from" in stats:
+            output.set_string_custom_property("reused_from", stats["reused_from"])
+            output.set_float_custom_property("vocabulary_unk_rate", stats["vocabulary"]["unk_rate"])
+            output.set_float_custom_property(
+                "vocabulary_pieces_per_word", stats["vocabulary"]["pieces_per_word"]
+            )
+            output.set_string_custom_property("drift", json.dumps(stats["drift"], sort_keys=True))
+
+
+def _custom_int(artifact: types.Artifact, name: str, default: int) -> int:
+    return artifact.get_int_custom_property(name) if artifact.has_custom_property(name) else default
+
+
+def _train(
+    exec_properties: dict[str, Any],
+    output: types.Artifact,
+    train_uris: list[str],
+    eval_uris: list[str] | None,
+    eval_split: str,
+) -> dict[str, Any]:
+    """Trains a new vocabulary into `output`; returns its stats."""
+    with tempfile.TemporaryDirectory() as local_dir:
+        trained = train_sentencepiece(
+            read_sentences(train_uris),
+            local_dir,
+            vocab_size=int(exec_properties[VOCAB_SIZE_KEY]),
+            max_sentences=int(exec_properties[MAX_SENTENCES_KEY]),
+            seed=int(exec_properties[SEED_KEY]),
+            character_coverage=float(exec_properties[CHARACTER_COVERAGE_KEY]),
+            eval_sentences=read_sentences(eval_uris) if eval_uris is not None else None,
+            eval_name=eval_split,
+            vocab_size_fit=exec_properties.get(VOCAB_SIZE_FIT_KEY) or "error",
+        )
+        fileio.makedirs(output.uri)
+        for name in (MODEL_FILE, VOCAB_FILE, STATS_FILE):
+            fileio.copy(os.path.join(local_dir, name), os.path.join(output.uri, name), overwrite=True)
+    return trained.stats
+
+
+def _reuse(
+    previous: types.Artifact,
+    output: types.Artifact,
+    examples: list[types.Artifact],
+    vocab_size: int,
+    version: int,
+) -> dict[str, Any]:
+    """Copies `previous`'s vocabulary into `output` and measures the new examples with it.
+
+    Raises ValueError when the config asks for another vocab_size under the same vocabulary_version:
+    that is a new vocabulary, which must be asked for explicitly."""
+    with fileio.open(os.path.join(previous.uri, STATS_FILE)) as f:
+        own = json.load(f)
+    requested = int(own.get("requested_vocab_size", own["vocab_size"]))
+    if requested != vocab_size:
+        raise ValueError(
+            f"vocab_size is {vocab_size}, but the vocabulary of vocabulary_version {version} "
+            f"({previous.uri}) was trained for {requested}: a new vocabulary makes the pretrained models "
+            "unusable; raise vocabulary_version to train one, or keep vocab_size"
+        )
+    fileio.makedirs(output.uri)
+    for name in (MODEL_FILE, VOCAB_FILE):
+        fileio.copy(os.path.join(previous.uri, name), os.path.join(output.uri, name), overwrite=True)
+    with fileio.open(os.path.join(output.uri, MODEL_FILE), "rb") as f:
+        model_proto = f.read()
+    # Measured where the vocabulary's own figures were, so that the two compare.
+    split = own.get("measured_on", "train")
+    uris = _split_uris(examples, split)
+    if uris is None:
+        split, uris = "train", _split_uris(examples, "train")
+    new = tokenization_stats(model_proto, read_sentences(uris), int(own.get("max_sentences", 100_000)))
+    # A vocabulary copied more than once keeps the figures it was trained with.
+    trained = own.get("vocabulary") or {k: own[k] for k in ("unk_rate", "pieces_per_word", "measured_on")}
+    trained_ppw = float(trained["pieces_per_word"])
+    stats = {
+        **{k: v for k, v in own.items() if k not in ("vocabulary", "drift", "reused_from")},
+        **new,
+        "measured_on": split,
+        "reused_from": previous.uri,
+        "vocabulary": trained,
+        "drift": {
+            "unk_rate_increase": new["unk_rate"] - float(trained["unk_rate"]),
+            "pieces_per_word_ratio": new["pieces_per_word"] / trained_ppw if trained_ppw else 1.0,
+        },
+    }
+    with fileio.open(os.path.join(output.uri, STATS_FILE), "w") as f:
+        f.write(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    return stats

@@ -29,7 +29,11 @@ class TokenizedTransformSpec(TransformSpec):
 
 
 class TokenizedTrainerSpec(TrainerSpec):
-    INPUTS: ClassVar[dict[str, ChannelParameter]] = {**TrainerSpec.INPUTS, **_TOKENIZER_INPUT}
+    INPUTS: ClassVar[dict[str, ChannelParameter]] = {
+        **TrainerSpec.INPUTS,
+        **_TOKENIZER_INPUT,
+        executor.WARM_START_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
 
 
 class TokenizedTransform(base_beam_component.BaseBeamComponent):
@@ -71,7 +75,8 @@ class TokenizedTransform(base_beam_component.BaseBeamComponent):
 
 
 class TokenizedTrainer(base_component.BaseComponent):
-    """Trainer (TFX's GenericExecutor, a `run_fn`) whose function also gets the tokenizer."""
+    """Trainer (TFX's GenericExecutor, a `run_fn`) whose function also gets the tokenizer, and
+    optionally a model to start from (`warm_start_model`, beside TFX's `base_model`)."""
 
     SPEC_CLASS = TokenizedTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.TrainerExecutor)
@@ -87,8 +92,10 @@ class TokenizedTrainer(base_component.BaseComponent):
         schema: types.BaseChannel | None = None,
         base_model: types.BaseChannel | None = None,
         custom_config: dict[str, Any] | None = None,
+        warm_start_model: types.BaseChannel | None = None,
     ):
         spec = TokenizedTrainerSpec(
+            warm_start_model=warm_start_model,
             examples=examples,
             tokenizer=tokenizer,
             transform_graph=transform_graph,

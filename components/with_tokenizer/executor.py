@@ -4,6 +4,9 @@ TFX's Transform and Trainer accept no extra input artifacts, and their `custom_c
 the pipeline is built, before the tokenizer exists. These executors take the `tokenizer` input,
 put its URI into custom_config under `TOKENIZER_DIR_KEY`, and run the stock executor unchanged. The
 tokenizer stays a real input: it is in the lineage, and a new tokenizer invalidates the cache.
+
+The Trainer's optional `warm_start_model` input (the last blessed model, which fine-tuning may start
+from) travels the same way, as `WARM_START_DIR_KEY`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from tfx.utils import json_utils
 
 TOKENIZER_KEY = "tokenizer"
 TOKENIZER_DIR_KEY = "tokenizer_dir"
+WARM_START_KEY = "warm_start_model"
+WARM_START_DIR_KEY = "warm_start_model_dir"
 CUSTOM_CONFIG_KEY = "custom_config"
 
 
@@ -29,6 +34,9 @@ def with_tokenizer_dir(
     tokenizer_dir = artifact_utils.get_single_uri(inputs.pop(TOKENIZER_KEY))
     config = json_utils.loads(exec_properties.get(CUSTOM_CONFIG_KEY) or "null") or {}
     config[TOKENIZER_DIR_KEY] = tokenizer_dir
+    warm_start = inputs.pop(WARM_START_KEY, None)
+    if warm_start:
+        config[WARM_START_DIR_KEY] = artifact_utils.get_single_uri(warm_start)
     return inputs, {**exec_properties, CUSTOM_CONFIG_KEY: json_utils.dumps(config)}
 
 

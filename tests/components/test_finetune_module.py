@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from components.finetune_module import lenient_spec
+from components import model_layout
+from components.finetune_module import WEIGHTS_FILE, WEIGHTS_INFO_FILE, lenient_spec, warm_start
 
 
 def test_an_example_with_only_text_parses_and_full_examples_are_unchanged():
@@ -29,3 +30,26 @@ def test_an_example_with_only_text_parses_and_full_examples_are_unchanged():
     full.features.feature["num_chars"].int64_list.value.append(1)
     parsed = tf.io.parse_example(tf.constant([full.SerializeToString()]), lenient_spec(raw_spec))
     assert parsed["note_id"].numpy().tolist() == [[b"n7"]] and parsed["num_chars"].numpy().tolist() == [1]
+
+
+def test_warm_starts_only_from_a_model_with_the_same_task_labels_vocabulary_and_backbone(tmp_path):
+    import json
+
+    info = {"task": "t", "label_names": ["a", "b"], "vocabulary_sha256": "v", "backbone": {"layers": 2}}
+    assert warm_start(None, info) == (None, "from the pretrained backbone")
+    model = tmp_path / "model"
+    weights, start = warm_start(str(model), info)
+    assert weights is None and model_layout.KERAS_DIR in start
+    (model / model_layout.KERAS_DIR).mkdir(parents=True)
+    (model / model_layout.KERAS_DIR / WEIGHTS_INFO_FILE).write_text(json.dumps(info))
+    weights, start = warm_start(str(model), info)
+    assert weights == str(model / model_layout.KERAS_DIR / WEIGHTS_FILE)
+    assert start.startswith("warm start from the last blessed model")
+    for key, value, what in (
+        ("label_names", ["a", "c"], "label set"),
+        ("task", "u", "task"),
+        ("vocabulary_sha256", "w", "vocabulary"),
+        ("backbone", {"layers": 3}, "backbone"),
+    ):
+        weights, start = warm_start(str(model), {**info, key: value})
+        assert weights is None and start.endswith(f"has another {what})")

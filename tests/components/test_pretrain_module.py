@@ -8,7 +8,7 @@ import pytest
 
 from albert_keras import AlbertBackbone, AlbertConfig
 from albert_keras.convert.hf_files import save_hf_model
-from components.pretrain_module import documents, initial_backbone
+from components.pretrain_module import PRETRAINING_FILE, continuation, documents, initial_backbone
 from tests.albert_keras.util import backbone_inputs, randomize_weights
 
 
@@ -44,3 +44,18 @@ def test_documents_are_rebuilt_from_the_transform_features(tmp_path):
             writer.write(example.SerializeToString())
     docs = [[list(s) for s in doc] for doc in documents([path])]
     assert docs == [[[5, 6], [7, 8, 9]], [[4]]]
+
+
+def test_continues_the_last_pretrained_model_only_with_the_same_vocabulary(tmp_path):
+    import json
+
+    assert continuation(None, "abc") == (None, "from scratch")
+    base = tmp_path / "base"
+    base.mkdir()
+    base_model, start = continuation(str(base), "abc")
+    assert base_model is None and start.startswith("from scratch") and PRETRAINING_FILE in start
+    (base / PRETRAINING_FILE).write_text(json.dumps({"vocabulary_sha256": "abc", "steps": 30}))
+    base_model, start = continuation(str(base), "abc")
+    assert base_model["steps"] == 30 and start.startswith("continued from") and "30 steps" in start
+    base_model, start = continuation(str(base), "def")
+    assert base_model is None and "another vocabulary" in start

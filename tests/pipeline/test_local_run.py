@@ -10,7 +10,9 @@ DirectRunner), on the bundled sample with a few broken records appended:
 - a second run with nothing changed comes from the cache;
 - a changed hyperparameter (a learning rate of 0 and an F1 floor it cannot reach) re-runs the
   fine-tuning Trainer and what follows, is not blessed, and is not pushed; its card says why;
-- a drifted corpus (a label the curated schema does not know) stops the run at the anomaly gate.
+- a drifted corpus (a label the curated schema does not know) stops the run at the anomaly gate;
+- a new span of the corpus (its path holds {SPAN}) is ingested alone, with the vocabulary reused, and
+  pretraining and fine-tuning continue from the last run's pretrained and blessed models (lineage).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.pipeline.runs import REPO, executions, overall_metrics, ran_every_component, run_pipeline
+from tests.pipeline.runs import (
+    COMPONENTS,
+    REPO,
+    executions,
+    overall_metrics,
+    ran_every_component,
+    run_pipeline,
+)
 
 SAMPLE = REPO / "data" / "sample" / "mtsamples_sample.csv"
 BROKEN_ROWS = (
@@ -33,6 +42,7 @@ BROKEN_ROWS = (
 
 
 def _corpus(folder: Path, rows: bytes = BROKEN_ROWS, relabel: str | None = None) -> Path:
+    """The sample (and `rows`) as span 1 of a corpus whose path holds {SPAN}; returns that path."""
     data = SAMPLE.read_bytes()
     if relabel:  # every note moved to a specialty the schema has never seen
         import csv
@@ -44,9 +54,28 @@ def _corpus(folder: Path, rows: bytes = BROKEN_ROWS, relabel: str | None = None)
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(table)
         data = buffer.getvalue().encode("utf-8")
-    path = folder / "corpus.csv"
-    path.write_bytes(data + rows)
-    return path
+    (folder / "span-1").mkdir()
+    (folder / "span-1" / "corpus.csv").write_bytes(data + rows)
+    return folder / "span-{SPAN}" / "corpus.csv"
+
+
+def _new_span(corpus: Path, span: int, notes: int) -> int:
+    """Span `span` beside span 1: the first `notes` sample notes as new notes (new ids, a follow-up
+    line added). Returns its number of records."""
+    import csv
+    import io
+
+    table = list(csv.reader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
+    rows = [row for row in table[1:] if row[0]][:notes]
+    for row in rows:
+        row[0] = f"{span}{row[0]}"
+        row[5] = f"{row[5]}\nFollow-up visit {span}: no change."
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([table[0], *rows])
+    folder = corpus.parent.parent / f"span-{span}"
+    folder.mkdir()
+    (folder / "corpus.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    return len(rows)
 
 
 def _run(output_dir: Path, corpus: Path, *extra: str, check: bool = True):
@@ -85,6 +114,28 @@ def test_every_component_runs_and_the_pushed_model_answers_raw_text(first_run):
     thresholds = model.thresholds.numpy()
     assert thresholds.shape == (40,) and np.all((thresholds >= 0.01) & (thresholds <= 0.99))
     np.testing.assert_array_equal(answer["predicted"].numpy(), probabilities >= thresholds)
+
+
+def test_the_console_has_a_line_per_component_and_no_library_noise(first_run):
+    out, result, _ = first_run
+    ended = {}
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] in COMPONENTS and words[1] in ("ran", "cached"):
+            ended.setdefault(words[0], line)
+    assert set(ended) == set(COMPONENTS)
+    # Each line's figure: what ingestion kept, the vocabulary, the steps and loss, the blessing, the push.
+    assert "263 kept, 3 rejected" in ended["ClinicalExampleGen"]
+    assert "vocabulary" in ended["SentencePieceTokenizer"] and "trained" in ended["SentencePieceTokenizer"]
+    assert "20 steps, final loss" in ended["pretrain"] and "from scratch" in ended["pretrain"]
+    assert "blessed, micro_f1" in ended["Evaluator"] and "pushed version" in ended["Pusher"]
+    # The libraries' output is in the run's log, not on the console.
+    noise = ("WARNING", "absl", "tensorflow/", "Warning", "apache_beam", "cuda", "I0000", "E0000")
+    console = result.stdout + result.stderr
+    assert not [word for word in noise if word in console], console[-3000:]
+    log = Path(result.stdout.split("log: ")[1].split()[0])
+    assert log.parent == out / "logs" and "tensorflow" in log.read_text()
+    assert f"model card: {out}" in result.stdout
 
 
 def test_the_evaluator_scores_every_label_at_its_threshold(first_run):
@@ -262,7 +313,77 @@ def test_drifted_corpus_stops_at_the_anomaly_gate(first_run, tmp_path):
     (schema,) = (out / "pipeline" / "SchemaGen" / "schema").glob("*/schema.pbtxt")
     drifted = _corpus(tmp_path, rows=b"", relabel="Veterinary Medicine")
     result = _run(tmp_path / "run", drifted, "--set", f"schema_path={schema}", check=False)
-    assert result.returncode != 0
-    assert "ExampleValidator found anomalies" in result.stderr and "labels" in result.stderr
+    assert result.returncode == 1
+    # The console names the component, the error in one line, and the log that holds the traceback.
+    [failure] = [line for line in result.stdout.splitlines() if line.startswith("pipeline failed in")]
+    assert failure.startswith(
+        "pipeline failed in AnomalyGate: RuntimeError: ExampleValidator found anomalies"
+    )
+    assert "labels" in failure
+    log = Path(result.stdout.split("full traceback: ")[1].split()[0])
+    assert "Traceback" in log.read_text() and not result.stderr.strip()
     states, _ = executions(tmp_path / "run" / "metadata.sqlite")
     assert "pretrain" not in states or not states["pretrain"]
+
+
+def _newest(store, node: str, key: str):
+    """The newest execution of `node` (by id), and its input or output artifacts under `key`."""
+    [context] = [c for c in store.get_contexts_by_type("node") if c.name.endswith(f".{node}")]
+    execution = max(store.get_executions_by_context(context.id), key=lambda e: e.id)
+    events = store.get_events_by_execution_ids([execution.id])
+    ids = [e.artifact_id for e in events if e.path.steps and e.path.steps[0].key == key]
+    return execution, store.get_artifacts_by_id(ids)
+
+
+def test_a_new_span_is_ingested_alone_and_builds_on_the_last_run(first_run):
+    # Last in this module: it adds a span to the shared corpus.
+    out, _, corpus = first_run
+    _, store = executions(out / "metadata.sqlite")
+    _, [first_vocabulary] = _newest(store, "SentencePieceTokenizer", "tokenizer")
+    _, [first_pretrained] = _newest(store, "pretrain", "model")
+    _, [blessed] = _newest(store, "latest_blessed_model_resolver", "model")
+    records = _new_span(corpus, 2, notes=60)
+    result = _run(out, corpus)
+    states, store = executions(out / "metadata.sqlite")
+    for node in ("ClinicalExampleGen", "SentencePieceTokenizer", "pretrain", "finetune"):
+        assert states[node][-1] == "COMPLETE", (node, states[node])
+    # Only span 2 was read, and every one of its records is accounted for.
+    _, [report] = _newest(store, "ClinicalExampleGen", "report")
+    summary = json.loads((Path(report.uri) / "summary.json").read_text())
+    assert [s["span"] for s in summary["spans"]] == [2] and summary["input_records"] == records
+    _, [examples] = _newest(store, "ClinicalExampleGen", "examples")
+    assert examples.properties["span"].int_value == 2
+    # The vocabulary is the first run's, reused, with its drift measured.
+    _, [vocabulary] = _newest(store, "SentencePieceTokenizer", "tokenizer")
+    properties = vocabulary.custom_properties
+    assert properties["reused"].int_value == 1 and "drift" in properties
+    same = first_vocabulary.custom_properties["vocabulary_sha256"].string_value
+    assert properties["vocabulary_sha256"].string_value == same
+    # Pretraining continued from the first run's pretrained model, fine-tuning from its blessed model.
+    _, [base] = _newest(store, "pretrain", "base_model")
+    assert base.id == first_pretrained.id
+    _, [warm] = _newest(store, "finetune", "warm_start_model")
+    assert warm.id == blessed.id
+    for node in ("pretrain", "finetune"):
+        _, [model_run] = _newest(store, node, "model_run")
+        start = json.loads((Path(model_run.uri) / "training.json").read_text())["start"]
+        expected = "continued from" if node == "pretrain" else "warm start from the last blessed model"
+        assert start.startswith(expected), (node, start)
+    assert "pushed model:" in result.stdout
+    # What an operator reads: the runs, and this one's lineage.
+    runs = _runner("runs", "--output-dir", str(out))
+    newest = runs.splitlines()[1].split()[0]
+    assert newest.startswith("20") and len(runs.splitlines()) >= 5
+    lineage = _runner("show", newest, "--output-dir", str(out))
+    assert f"continued from {first_pretrained.uri}" in lineage
+    assert f"warm start from {blessed.uri}" in lineage
+    assert f"reused the vocabulary of {first_vocabulary.uri}" in lineage
+
+
+def _runner(*args: str) -> str:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "pipeline_runner.py", *args, "--tiny"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+    return result.stdout

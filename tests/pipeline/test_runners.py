@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.runs import COMPONENTS  # every node of create_pipeline
+from tests.pipeline.runs import BUILD_ON_RESOLVERS, COMPONENTS  # every node of create_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 RESOLVER = "latest_blessed_model_resolver"
@@ -59,8 +59,9 @@ def test_kubeflow_spec_has_every_component_in_the_given_image(kubeflow_component
     # The resolver compiles to one resolver task per input channel, named after it.
     resolvers = {name for name in tasks if name.startswith(f"{RESOLVER}-")}
     assert len(resolvers) == 2, sorted(tasks)
-    assert set(tasks) - resolvers == set(COMPONENTS) - {RESOLVER}
-    assert set(images) == set(COMPONENTS) - {RESOLVER}
+    compiled = set(COMPONENTS) - {RESOLVER, *BUILD_ON_RESOLVERS}
+    assert set(tasks) - resolvers == compiled
+    assert set(images) == compiled - {"vocabulary_resolver"}
     assert set(images.values()) == {IMAGE}
     assert kubeflow_component.name == "clinical-albert"
 
@@ -69,8 +70,9 @@ def test_kubeflow_spec_keeps_the_dependencies_and_the_gcs_root(kubeflow_componen
     pipeline_spec = kubeflow_component.pipeline_spec
     tasks, _ = _tasks_and_images(pipeline_spec)
     assert tasks["ClinicalExampleGen"] == set()
-    assert tasks["SentencePieceTokenizer"] == {"ClinicalExampleGen"}
-    assert tasks["AnomalyGate"] == {"ExampleValidator", "token_validator"}
+    # The vocabulary is reused on Kubeflow too (the newest tokenizer, TFX's LatestArtifactStrategy).
+    assert tasks["SentencePieceTokenizer"] == {"ClinicalExampleGen", "vocabulary_resolver"}
+    assert tasks["AnomalyGate"] == {"ExampleValidator", "token_validator", "SentencePieceTokenizer"}
     assert "AnomalyGate" in tasks["pretrain"]  # the gate has no channel into pretrain, only an edge
     assert "pretrain" in tasks["finetune"]
     assert tasks["Pusher"] == {"finetune", "Evaluator", "ServingCheck", "ModelCard"}
@@ -184,7 +186,7 @@ def test_airflow_runner_writes_the_config_and_says_how_to_install_the_dag(airflo
     assert f"ln -s {REPO / 'pipeline' / 'airflow_dag.py'} " in printed
     assert f"CLINICAL_ALBERT_CONFIG={config_file}" in printed
     assert "CLINICAL_ALBERT_SCHEDULE='0 3 * * 1'" in printed
-    assert "16 tasks" in printed
+    assert f"{len(COMPONENTS)} tasks" in printed
 
 
 def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow_summary):
@@ -205,7 +207,8 @@ def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow
     ):
         assert position[before] < position[after], (before, after)
     upstream = dag["upstream"]  # as the scheduler stores it (serialized and read back)
-    assert upstream["SentencePieceTokenizer"] == ["ClinicalExampleGen"]
+    assert upstream["SentencePieceTokenizer"] == ["ClinicalExampleGen", "vocabulary_resolver"]
+    assert upstream["pretrained_model_resolver"] == ["TokenizedTransform"]
     assert "AnomalyGate" in upstream["pretrain"]
     assert upstream["Pusher"] == ["Evaluator", "ModelCard", "ServingCheck", "finetune"]
     assert upstream["Evaluator"] == sorted(["ClinicalExampleGen", "finetune", RESOLVER])
@@ -294,3 +297,19 @@ def test_the_fine_tuning_recipe_is_checked_and_reaches_the_trainer():
         _tiny_config(finetune_recipe="last", finetune_warmup_fraction=1.0, finetune_patience=-1)
     assert "finetune_warmup_fraction must be in [0, 1)" in str(raised.value)
     assert "finetune_patience must not be negative" in str(raised.value)
+
+
+def test_the_scheduled_run_settings_are_checked():
+    from pipeline.configs import PipelineConfig
+
+    with pytest.raises(ValueError) as error:
+        PipelineConfig(
+            corpus_spans=0, vocabulary_version=0, keep_serving_versions=-1, max_pieces_per_word_ratio=0.9
+        )
+    for name in ("corpus_spans", "vocabulary_version", "keep_serving_versions", "max_pieces_per_word_ratio"):
+        assert name in str(error.value)
+    # More than one span needs {SPAN} in the corpus path: refused when the pipeline is built.
+    from pipeline.pipeline import create_pipeline
+
+    with pytest.raises(ValueError, match="SPAN"):
+        create_pipeline(PipelineConfig(corpus_spans=2))

@@ -50,7 +50,7 @@ def _examples(uri: Path, splits: dict[str, list[list[str]]]) -> standard_artifac
     return examples
 
 
-def _run(examples: standard_artifacts.Examples, out: Path, **overrides) -> SentencePieceModel:
+def _run(examples: standard_artifacts.Examples, out: Path, previous=None, **overrides) -> SentencePieceModel:
     model = SentencePieceModel()
     model.uri = str(out)
     properties = {
@@ -62,7 +62,8 @@ def _run(examples: standard_artifacts.Examples, out: Path, **overrides) -> Sente
         executor.CHARACTER_COVERAGE_KEY: 0.99995,
         **overrides,
     }
-    executor.Executor().Do({executor.EXAMPLES_KEY: [examples]}, {executor.TOKENIZER_KEY: [model]}, properties)
+    inputs = {executor.EXAMPLES_KEY: [examples], executor.PREVIOUS_KEY: [previous] if previous else []}
+    executor.Executor().Do(inputs, {executor.TOKENIZER_KEY: [model]}, properties)
     return model
 
 
@@ -147,5 +148,40 @@ def test_component_wiring():
         "seed": 7,
         "character_coverage": 0.99995,
         "vocab_size_fit": "error",
+        "vocabulary_version": 1,
     }
     assert component.executor_spec.executor_class is executor.Executor
+
+
+def test_a_vocabulary_of_the_same_version_is_reused_and_its_drift_measured(examples, notes, tmp_path):
+    first = _run(examples, tmp_path / "first")
+    assert first.get_int_custom_property("reused") == 0
+    assert first.get_int_custom_property("vocabulary_version") == 1
+    # New data whose eval split is written in letters the vocabulary never saw: <unk>s and pieces per
+    # word rise.
+    unseen = [[f"ʒʃŋ {i} ðɣχ qvxzkwj ʎɲɟ."] * 3 for i in range(40)]
+    drifted = _examples(tmp_path / "new", {"train": _train_notes(notes[: len(notes) // 2]), "eval": unseen})
+    reused = _run(drifted, tmp_path / "reused", first)
+    assert reused.get_int_custom_property("reused") == 1
+    assert (tmp_path / "reused" / MODEL_FILE).read_bytes() == (tmp_path / "first" / MODEL_FILE).read_bytes()
+    same = reused.get_string_custom_property("vocabulary_sha256")
+    assert same == first.get_string_custom_property("vocabulary_sha256")
+    drift = json.loads(reused.get_string_custom_property("drift"))
+    stats = json.loads((tmp_path / "reused" / STATS_FILE).read_text())
+    assert stats["vocabulary"]["unk_rate"] == pytest.approx(first.get_float_custom_property("unk_rate"))
+    assert drift["unk_rate_increase"] == pytest.approx(stats["unk_rate"] - stats["vocabulary"]["unk_rate"])
+    assert drift["unk_rate_increase"] > 0.1
+    ratio = stats["pieces_per_word"] / stats["vocabulary"]["pieces_per_word"]
+    assert drift["pieces_per_word_ratio"] == pytest.approx(ratio) and ratio != pytest.approx(1.0)
+    # Copied again (a reused vocabulary as the previous one), the trained figures stay the reference.
+    _run(drifted, tmp_path / "again", reused)
+    assert json.loads((tmp_path / "again" / STATS_FILE).read_text())["vocabulary"] == stats["vocabulary"]
+
+
+def test_a_new_vocabulary_version_trains_and_another_size_must_ask_for_one(examples, tmp_path):
+    first = _run(examples, tmp_path / "first")
+    newer = _run(examples, tmp_path / "v2", first, **{executor.VOCABULARY_VERSION_KEY: 2})
+    assert newer.get_int_custom_property("reused") == 0
+    assert newer.get_int_custom_property("vocabulary_version") == 2
+    with pytest.raises(ValueError, match="raise vocabulary_version"):
+        _run(examples, tmp_path / "bigger", first, **{executor.VOCAB_SIZE_KEY: 400})
