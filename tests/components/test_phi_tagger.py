@@ -228,7 +228,9 @@ def test_ingestion_loads_the_tagger_once_per_worker_and_checks_it_before_beam(tm
     monkeypatch.setattr(phi_tagger, "TokenTagger", Counting)
     process = executor._ProcessNotes({"tagger_export_dir": export})
     process.setup()
-    notes = [next(process.process(_record(f"Note {index}: Zorblat seen."))) for index in range(3)]
+    # Elements travel with their corpus span (None: a path without {SPAN}).
+    processed = [next(process.process((None, _record(f"Note {index}: Zorblat seen.")))) for index in range(3)]
+    notes = [note for span, note in processed if span is None]
     assert len(loads) == 1 and all(note.text.endswith("[NAME] seen.") for note in notes)
 
     corpus = tmp_path / "notes.jsonl"
