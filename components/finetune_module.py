@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import math
@@ -96,6 +95,7 @@ from components.scores import entity_scores
 from components.sentencepiece_tokenizer import windows as windows_lib
 from components.sentencepiece_tokenizer.token_labels import pack_labels
 from components.sentencepiece_tokenizer.tokenize_graph import SpecialIds, make_tokenizer, pack
+from components.sentencepiece_tokenizer.train import vocabulary_sha256
 from components.sentencepiece_tokenizer.windows import WindowSpec
 from components.sentencepiece_tokenizer.word_entities import decode_entities, word_starts
 from components.thresholds import (
@@ -209,7 +209,7 @@ def weights_info(task: str, names: list[str], model_proto: bytes, backbone: kera
     return {
         "task": task,
         "label_names": list(names),
-        "vocabulary_sha256": hashlib.sha256(model_proto).hexdigest(),
+        "vocabulary_sha256": vocabulary_sha256(model_proto),
         "backbone": backbone.get_config(),
     }
 

@@ -19,7 +19,6 @@ batch_size, learning_rate, steps, init_checkpoint, init_checkpoint_format, seed,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from albert_keras.pretrain_loop import pretrain
 from albert_keras.pretraining_data import MaskingConfig, tf_dataset
 from components import trainer_common
 from components.progress import ProgressFile
-from components.sentencepiece_tokenizer.train import vocabulary
+from components.sentencepiece_tokenizer.train import vocabulary, vocabulary_sha256
 from components.transform_module import read_model_proto
 
 PRETRAINER_FILE = "pretrainer.keras"
@@ -96,13 +95,13 @@ def continuation(base_model_dir: str | None, vocabulary_sha256: str) -> tuple[di
 def run_fn(fn_args) -> None:
     custom = dict(fn_args.custom_config)
     model_proto = read_model_proto(custom["tokenizer_dir"])
-    vocabulary_sha256 = hashlib.sha256(model_proto).hexdigest()
+    sha256 = vocabulary_sha256(model_proto)
     vocab = vocabulary(model_proto)
     config = AlbertConfig.preset(custom["preset"], vocab_size=len(vocab.pieces))
     masking = MaskingConfig(
         max_seq_length=int(custom["seq_length"]), max_predictions_per_seq=int(custom["max_predictions"])
     )
-    base, start = continuation(getattr(fn_args, "base_model", None), vocabulary_sha256)
+    base, start = continuation(getattr(fn_args, "base_model", None), sha256)
     steps, batch = int(fn_args.train_steps), int(custom["batch_size"])
     if base is not None:
         steps = int(custom.get("continued_steps", steps))
@@ -164,7 +163,7 @@ def run_fn(fn_args) -> None:
     model.save(local)
     tf.io.gfile.copy(local, os.path.join(serving_dir, PRETRAINER_FILE), overwrite=True)
     behind = int(base.get("steps", 0)) if base is not None else 0
-    record = {"vocabulary_sha256": vocabulary_sha256, "preset": custom["preset"], "steps": behind + steps}
+    record = {"vocabulary_sha256": sha256, "preset": custom["preset"], "steps": behind + steps}
     _write(os.path.join(serving_dir, PRETRAINING_FILE), record)
     losses = history.get("loss", [])
     _write(

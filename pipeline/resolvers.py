@@ -27,6 +27,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
 
+from components.sentencepiece_tokenizer.executor import vocabulary_version, was_reused
+
 EXAMPLES_KEY = "examples"
 CANDIDATES_KEY = "candidates"
 
@@ -64,10 +66,6 @@ def _blessed_model_ids(store: mlmd.MetadataStore) -> set[int]:
     return blessed
 
 
-def _custom_int(artifact: types.Artifact, name: str, default: int) -> int:
-    return artifact.get_int_custom_property(name) if artifact.has_custom_property(name) else default
-
-
 class BuildOn(resolver.ResolverStrategy):
     """The newest candidate made from examples other than this run's.
 
@@ -90,8 +88,7 @@ class BuildOn(resolver.ResolverStrategy):
             candidates = [
                 a
                 for a in candidates
-                if _custom_int(a, "vocabulary_version", 1) == self._vocabulary_version
-                and not _custom_int(a, "reused", 0)
+                if vocabulary_version(a) == self._vocabulary_version and not was_reused(a)
             ]
         if self._blessed_only:
             blessed = _blessed_model_ids(store)

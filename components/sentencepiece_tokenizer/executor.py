@@ -12,7 +12,6 @@ new examples have it) are recorded beside the vocabulary's own, with their diffe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -31,6 +30,7 @@ from components.sentencepiece_tokenizer.train import (
     VOCAB_FILE,
     tokenization_stats,
     train_sentencepiece,
+    vocabulary_sha256,
 )
 
 EXAMPLES_KEY = "examples"
@@ -98,12 +98,12 @@ class Executor(base_executor.BaseExecutor):
 
         version = int(exec_properties.get(VOCABULARY_VERSION_KEY) or 1)
         previous = (input_dict.get(PREVIOUS_KEY) or [None])[0]
-        if previous is not None and _custom_int(previous, "vocabulary_version", 1) == version:
+        if previous is not None and vocabulary_version(previous) == version:
             stats = _reuse(previous, output, examples, int(exec_properties[VOCAB_SIZE_KEY]), version)
         else:
             stats = _train(exec_properties, output, train_uris, eval_uris, eval_split)
         with fileio.open(os.path.join(output.uri, MODEL_FILE), "rb") as f:
-            sha256 = hashlib.sha256(f.read()).hexdigest()
+            sha256 = vocabulary_sha256(f.read())
         output.set_int_custom_property("vocab_size", stats["vocab_size"])
         output.set_int_custom_property("requested_vocab_size", stats["requested_vocab_size"])
         output.set_string_custom_property("measured_on", stats["measured_on"])
@@ -122,8 +122,16 @@ class Executor(base_executor.BaseExecutor):
             output.set_string_custom_property("drift", json.dumps(stats["drift"], sort_keys=True))
 
 
-def _custom_int(artifact: types.Artifact, name: str, default: int) -> int:
-    return artifact.get_int_custom_property(name) if artifact.has_custom_property(name) else default
+def vocabulary_version(tokenizer: types.Artifact) -> int:
+    """A tokenizer artifact's vocabulary_version (1 for those made before versions existed)."""
+    if tokenizer.has_custom_property(VOCABULARY_VERSION_KEY):
+        return tokenizer.get_int_custom_property(VOCABULARY_VERSION_KEY)
+    return 1
+
+
+def was_reused(tokenizer: types.Artifact) -> bool:
+    """Whether the artifact is a copy of an earlier vocabulary rather than one trained."""
+    return tokenizer.has_custom_property("reused") and bool(tokenizer.get_int_custom_property("reused"))
 
 
 def _train(

@@ -16,6 +16,7 @@ randomness, and the model is written through `model_writer`, so it records no ou
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -257,6 +258,12 @@ def train_sentencepiece(
     return TokenizerArtifacts(
         model_path=model_path, vocab_path=vocab_path, stats_path=stats_path, stats=stats
     )
+
+
+def vocabulary_sha256(model_proto: bytes) -> str:
+    """A vocabulary's identity: the tokenizer artifact, pretraining.json and a fine-tuned model's
+    classifier.json record it, and a model is continued or warm-started only when they agree."""
+    return hashlib.sha256(model_proto).hexdigest()
 
 
 def vocabulary(model_proto: bytes) -> Vocabulary:
