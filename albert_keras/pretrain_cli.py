@@ -18,7 +18,6 @@ import argparse
 import glob
 import os
 import sys
-from collections.abc import Iterator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,23 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_documents(paths: list[str], processor) -> Iterator[list[list[int]]]:
-    """Documents as lists of tokenized sentences; a blank line ends a document."""
-    for path in paths:
-        document: list[list[int]] = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    if document:
-                        yield document
-                    document = []
-                    continue
-                document.append(processor.encode(line, out_type=int))
-        if document:
-            yield document
-
-
 def _reexec_with_backend(backend: str, argv: list[str]) -> None:
     env = {**os.environ, "KERAS_BACKEND": backend}
     os.execve(sys.executable, [sys.executable, "-m", "albert_keras.pretrain_cli", *argv], env)
@@ -75,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from albert_keras import AlbertBackbone, AlbertConfig, AlbertPretrainer
     from albert_keras.optimization import Lamb, WarmupPolynomialDecay
-    from albert_keras.pretrain_loop import pretrain
-    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, tf_dataset
+    from albert_keras.pretrain_loop import pretrain, repeated
+    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, read_documents, tf_dataset
     from albert_keras.pretraining_records import is_record_file
     from albert_keras.pretraining_records import records_dataset as read_records
 
@@ -119,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     history = pretrain(
         model,
-        make_dataset,
+        repeated(make_dataset),
         total_steps=args.steps,
         checkpoint_dir=os.path.join(args.out, "checkpoints"),
         steps_per_checkpoint=every,

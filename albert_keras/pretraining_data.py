@@ -19,12 +19,16 @@ What follows google-research/albert's `create_pretraining_data.py`, step for ste
 Where this differs, deliberately: the n-gram length is drawn from the seeded generator (google's
 code draws it from numpy's global one, so its output is not reproducible from the seed); random
 replacements are drawn from non-control pieces only (google's may insert [CLS], [SEP] or <pad>);
-and in the streaming form the "random other document" comes from a buffer of recent documents.
+and the "random other document" comes from a fixed pool (the documents with the smallest content
+hashes), and each document's generator is seeded by (seed, its hash): a document's instances do not
+depend on the order documents arrive in, which lets Beam make them on any number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import heapq
 import string
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -214,42 +218,95 @@ def sentence_order_pairs(
         i += 1
 
 
-def create_instances(
-    documents: Iterable[Sequence[Sequence[int]]],
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One pretraining instance, unpadded: what the Beam step stores and `padded` expands.
+
+    `tokens` is [CLS] A [SEP] B [SEP] after masking; `a_length` counts [CLS] A [SEP] (segment 0);
+    `positions` are the masked positions (ascending) and `labels` the original ids there.
+    """
+
+    document_key: int
+    index: int  # the instance's place among its document's instances (all dupe passes)
+    tokens: np.ndarray
+    a_length: int
+    positions: np.ndarray
+    labels: np.ndarray
+    sop_label: int
+
+
+def document_key(document: Sequence[Sequence[int]]) -> int:
+    """A 63-bit key from a document's token ids: the same in every process, runner and input order,
+    so it seeds the document's masking wherever the document is processed."""
+    digest = hashlib.sha256()
+    for sentence in document:
+        ids = np.asarray(sentence, np.int64)
+        digest.update(len(ids).to_bytes(8, "little"))
+        digest.update(ids.tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
+def random_pool(
+    keyed_documents: Iterable[tuple[int, Sequence[Sequence[int]]]], size: int
+) -> list[tuple[int, Sequence[Sequence[int]]]]:
+    """The `size` documents with the smallest keys, in key order: where single-sentence chunks take
+    their "random other document" from. A hash-ordered sample does not depend on the input's order
+    or partitioning, so a distributed run and a sequential one draw from the same pool."""
+    return heapq.nsmallest(size, ((k, d) for k, d in keyed_documents if len(d)), key=lambda kd: kd[0])
+
+
+def document_instances(
+    document: Sequence[Sequence[int]],
+    key: int,
     vocab: Vocabulary,
     config: MaskingConfig,
     seed: int,
-    random_pool_size: int = 1000,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Streams instances from documents, deterministic for a given seed and document order.
+    pool: Sequence[tuple[int, Sequence[Sequence[int]]]] = (),
+    word_starts: np.ndarray | None = None,
+    replacement_ids: np.ndarray | None = None,
+) -> Iterator[Instance]:
+    """Every instance of one document (`config.dupe_factor` passes, each masked anew).
 
-    Each instance: token_ids, segment_ids, padding_mask (max_seq_length), mask_positions,
-    mlm_labels, mlm_weights (max_predictions_per_seq) and sop_labels (scalar).
+    The generator is seeded by (seed, key) alone, so the result depends on the document and the pool,
+    not on which documents came before it.
     """
-    rng = np.random.default_rng(seed)
-    word_starts = vocab.word_starts()
-    replacements = vocab.replacement_ids()
-    pool: list[Sequence[Sequence[int]]] = []
+    rng = np.random.default_rng([seed, key])
+    word_starts = vocab.word_starts() if word_starts is None else word_starts
+    replacement_ids = vocab.replacement_ids() if replacement_ids is None else replacement_ids
+    others = [d for k, d in pool if k != key]
 
     def random_document():
-        return pool[int(rng.integers(0, len(pool)))] if pool else None
+        return others[int(rng.integers(0, len(others)))] if others else None
 
-    for document in documents:
-        document = [s for s in document if len(s)]
-        for _ in range(config.dupe_factor):
-            for a, b, label in sentence_order_pairs(document, config, rng, random_document):
-                yield _instance(a, b, label, vocab, config, rng, word_starts, replacements)
-        if document:
-            if len(pool) < random_pool_size:
-                pool.append(document)
-            else:
-                pool[int(rng.integers(0, random_pool_size))] = document
+    document = [s for s in document if len(s)]
+    index = 0
+    for _ in range(config.dupe_factor):
+        for a, b, label in sentence_order_pairs(document, config, rng, random_document):
+            tokens = np.array([vocab.cls_id, *a, vocab.sep_id, *b, vocab.sep_id], np.int32)
+            masked, positions, labels, _ = mask_tokens(
+                tokens, vocab, config, rng, word_starts, replacement_ids
+            )
+            yield Instance(
+                document_key=key,
+                index=index,
+                tokens=masked,
+                a_length=len(a) + 2,
+                positions=np.array(positions, np.int32),
+                labels=np.array(labels, np.int32),
+                sop_label=label,
+            )
+            index += 1
 
 
-def _instance(a, b, label, vocab, config, rng, word_starts, replacements) -> dict[str, np.ndarray]:
-    tokens = np.array([vocab.cls_id, *a, vocab.sep_id, *b, vocab.sep_id], np.int32)
-    masked, positions, labels, _ = mask_tokens(tokens, vocab, config, rng, word_starts, replacements)
-    seq, preds = config.max_seq_length, config.max_predictions_per_seq
+def padded(instance: Instance, vocab: Vocabulary, config: MaskingConfig) -> dict[str, np.ndarray]:
+    """An instance as fixed-length arrays: token_ids, segment_ids, padding_mask (max_seq_length),
+    mask_positions, mlm_labels, mlm_weights (max_predictions_per_seq) and sop_labels (scalar)."""
+    seq, preds, n, count = (
+        config.max_seq_length,
+        config.max_predictions_per_seq,
+        len(instance.tokens),
+        len(instance.labels),
+    )
     out = {
         "token_ids": np.full(seq, vocab.pad_id, np.int32),
         "segment_ids": np.zeros(seq, np.int32),
@@ -257,15 +314,63 @@ def _instance(a, b, label, vocab, config, rng, word_starts, replacements) -> dic
         "mask_positions": np.zeros(preds, np.int32),
         "mlm_labels": np.zeros(preds, np.int32),
         "mlm_weights": np.zeros(preds, np.float32),
-        "sop_labels": np.array(label, np.int32),
+        "sop_labels": np.array(instance.sop_label, np.int32),
     }
-    out["token_ids"][: len(masked)] = masked
-    out["segment_ids"][len(a) + 2 : len(tokens)] = 1
-    out["padding_mask"][: len(tokens)] = 1
-    out["mask_positions"][: len(positions)] = positions
-    out["mlm_labels"][: len(labels)] = labels
-    out["mlm_weights"][: len(labels)] = 1.0
+    out["token_ids"][:n] = instance.tokens
+    out["segment_ids"][instance.a_length : n] = 1
+    out["padding_mask"][:n] = 1
+    out["mask_positions"][:count] = instance.positions
+    out["mlm_labels"][:count] = instance.labels
+    out["mlm_weights"][:count] = 1.0
     return out
+
+
+def create_instances(
+    documents: Iterable[Sequence[Sequence[int]]] | Callable[[], Iterable[Sequence[Sequence[int]]]],
+    vocab: Vocabulary,
+    config: MaskingConfig,
+    seed: int,
+    random_pool_size: int = 1000,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Padded instances of every document, in input order; deterministic for a given seed.
+
+    Each document's instances depend only on the document, the seed and the random pool (the
+    `random_pool_size` documents with the smallest keys), so the Beam step, which processes documents
+    in any order on any number of workers, makes the same instances. `documents` may be a function
+    returning a fresh iterable: then the corpus is read twice (the pool, then the instances) instead
+    of being held in memory.
+    """
+    word_starts, replacements = vocab.word_starts(), vocab.replacement_ids()
+    if callable(documents):
+        pool = random_pool(((document_key(d), d) for d in documents()), random_pool_size)
+        source: Iterable[Sequence[Sequence[int]]] = documents()
+    else:
+        source = [list(d) for d in documents]
+        pool = random_pool(((document_key(d), d) for d in source), random_pool_size)
+    for document in source:
+        key = document_key(document)
+        for instance in document_instances(
+            document, key, vocab, config, seed, pool, word_starts, replacements
+        ):
+            yield padded(instance, vocab, config)
+
+
+def read_documents(paths: Sequence[str], processor) -> Iterator[list[list[int]]]:
+    """Documents from text files in google-research's format (one sentence per line, a blank line
+    between documents) as lists of sentences tokenized by a SentencePiece processor."""
+    for path in paths:
+        document: list[list[int]] = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    if document:
+                        yield document
+                    document = []
+                    continue
+                document.append(processor.encode(line, out_type=int))
+        if document:
+            yield document
 
 
 def split_features_and_targets(instance: dict) -> tuple[dict, dict]:
@@ -289,8 +394,7 @@ def tf_dataset(
     import tensorflow as tf
 
     def generate():
-        source = documents() if callable(documents) else documents
-        for instance in create_instances(source, vocab, config, seed):
+        for instance in create_instances(documents, vocab, config, seed):
             yield split_features_and_targets(instance)
 
     seq, preds = config.max_seq_length, config.max_predictions_per_seq

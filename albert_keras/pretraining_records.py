@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import sentencepiece
 
-    from albert_keras.pretrain_cli import read_documents
-    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, create_instances
+    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, create_instances, read_documents
 
     paths = sorted({p for pattern in args.corpus for p in glob.glob(pattern)})
     if not paths:

@@ -51,9 +51,9 @@ from timing import latency_ms
 from albert_keras import AlbertBackbone, AlbertClassifier
 from albert_keras.config import AlbertConfig
 from albert_keras.convert.hf_files import save_hf_model
-from components.finetune_module import INPUTS, write_warmup_requests
 from components.sentencepiece_tokenizer.tokenize_graph import NotePacker
 from components.sentencepiece_tokenizer.train import train_sentencepiece
+from components.trainer.finetune import INPUTS, write_warmup_requests
 from serving.client import ServingClient
 from serving.model_server import ModelServer
 from serving.models_config import ModelEntry

@@ -23,7 +23,9 @@ MODEL_RUN_KEY = "model_run"  # Trainers
 EVALUATION_KEY, BLESSING_KEY = "evaluation", "blessing"  # Evaluator
 PUSHED_MODEL_KEY = "pushed_model"  # Pusher
 MODEL_CARD_KEY = "model_card"  # ModelCard
-TRAINING_FILE = "training.json"  # in the ModelRun folder (components/finetune_module.py)
+TRAINING_FILE = "training.json"  # in the ModelRun folder (components/trainer/finetune.py)
+EXAMPLES_KEY = "examples"  # PretrainingExamples
+INSTANCES_PREFIX = "instances_"  # its custom properties (components/pretraining_examples/executor.py)
 CARD_FILE = "model_card.md"  # in the ModelCard folder (components/model_card/card.py)
 
 
@@ -88,6 +90,20 @@ def ingest_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | None 
     return text
 
 
+def pretraining_examples_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | None = None) -> str:
+    """`1,204 train instances, 150 eval` from the PretrainingExamples artifact's properties."""
+    examples = _first(outputs, EXAMPLES_KEY)
+    if examples is None:
+        return ""
+    counts = [
+        (split, property_value(examples, INSTANCES_PREFIX + split)) for split in ("train", "eval", "test")
+    ]
+    parts = [f"{count:,} {split}" for split, count in counts if count is not None]
+    if not parts:
+        return ""
+    return ", ".join([parts[0] + " instances", *parts[1:]])
+
+
 def tokenizer_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | None = None) -> str:
     """`vocabulary 2000, <unk> 0.0048%, 1.73 pieces/word; trained` from the tokenizer's properties."""
     tokenizer = _first(outputs, TOKENIZER_KEY)
@@ -125,7 +141,8 @@ def _json_property(artifact, name: str) -> dict | None:
 
 
 def trainer_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | None = None) -> str:
-    """`30 steps, final loss 2.31, best micro_f1 0.412 at step 20; <start>` from training.json."""
+    """`30 steps, final loss 2.31, best micro_f1 0.412 at step 20; <start> (<backend>)` from
+    training.json (pretraining adds its eval split's MLM accuracy)."""
     run = _first(outputs, MODEL_RUN_KEY)
     training = _read_json(os.path.join(run.uri, TRAINING_FILE)) if run else None
     if not isinstance(training, Mapping):
@@ -144,9 +161,13 @@ def trainer_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | None
         if training.get("best_step") is not None:
             best += f" at step {training['best_step']}"
         parts.append(best)
+    if training.get("eval_mlm_accuracy") is not None:
+        parts.append(f"eval MLM accuracy {_number(training['eval_mlm_accuracy'])}")
     text = ", ".join(parts)
     if training.get("start"):
         text += ("; " if text else "") + str(training["start"])
+    if training.get("backend"):
+        text += f" ({training['backend']})"
     return text
 
 
@@ -205,6 +226,7 @@ def model_card_figure(outputs: Mapping[str, Sequence[Any]], main_metric: str | N
 FIGURES: dict[str, Callable[[Mapping[str, Sequence[Any]], str | None], str]] = {
     "ClinicalExampleGen": ingest_figure,
     "SentencePieceTokenizer": tokenizer_figure,
+    "PretrainingExamples": pretraining_examples_figure,
     "pretrain": trainer_figure,
     "finetune": trainer_figure,
     "Evaluator": evaluator_figure,

@@ -137,6 +137,15 @@ class PipelineConfig:
     # for continued_pretrain_steps steps (instead of pretrain_steps from scratch).
     continue_pretraining: bool = True
     continued_pretrain_steps: int = 1_000
+    # Pretraining instances are made once, by the PretrainingExamples Beam step: dupe_factor passes over
+    # the training notes, each with other sentence pairs and masks (google-research/albert uses 10 on
+    # a large corpus; a small clinical corpus repeats its notes more often than that in pretrain_steps).
+    pretrain_dupe_factor: int = 5
+    masked_lm_prob: float = 0.15
+    # Where both Trainers train (components/trainer/child.py): auto = a JAX child process when JAX is
+    # installed and a GPU is present, else TensorFlow in the Trainer's process (faster on CPU:
+    # bench/RESULTS.md); jax; tensorflow (the only one for multi-worker TF_CONFIG clusters).
+    training_backend: str = "auto"
 
     # -- fine-tuning ----------------------------------------------------------------------------
     # "multi_label_classification": every label a note carries (label_names), independent sigmoids and
@@ -267,6 +276,15 @@ class PipelineConfig:
             )
         if "train" not in self.splits or "eval" not in self.splits:
             problems.append(f"splits must include train and eval, received {sorted(self.splits)}")
+        if self.training_backend not in ("auto", "jax", "tensorflow"):
+            problems.append(
+                f"training_backend must be auto, jax or tensorflow, received {self.training_backend!r}"
+            )
+        if self.pretrain_dupe_factor < 1 or not 0 < self.masked_lm_prob < 1:
+            problems.append(
+                "pretrain_dupe_factor must be at least 1 and masked_lm_prob in (0, 1), received "
+                f"{self.pretrain_dupe_factor} and {self.masked_lm_prob}"
+            )
         for name in ("corpus_spans", "vocabulary_version"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, received {getattr(self, name)}")
@@ -345,6 +363,7 @@ TINY = dict(
     max_tokenizer_sentences=50_000,
     pretrain_steps=20,
     continued_pretrain_steps=10,
+    pretrain_dupe_factor=2,
     pretrain_batch_size=8,
     max_predictions=8,
     finetune_steps=30,

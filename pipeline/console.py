@@ -8,7 +8,7 @@ duration (`output_to_file`); `verbose` leaves it on the console as before.
 The component lines come from ML Metadata, the record the run keeps anyway: `RunMonitor` reads the
 SQLite store (read-only) twice a second from a background thread and prints each node's executions as
 their state changes, with figures read from their output artifacts. Training progress comes from the
-Trainers' progress file (components/progress.py), named by CLINICAL_ALBERT_PROGRESS. Neither can stop
+Trainers' progress file (components/trainer/progress.py), named by CLINICAL_ALBERT_PROGRESS. Neither can stop
 the run: a poll that fails is logged and tried again.
 """
 
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from pipeline.component_figures import CARD_FILE, FIGURES, MODEL_CARD_KEY
 
 LOG_DIR = "logs"
-#: The environment variable naming the progress file (components/progress.py reads it; not imported
+#: The environment variable naming the progress file (components/trainer/progress.py reads it; not imported
 #: from there because that imports Keras, and nothing heavy may load before the output is redirected).
 PROGRESS_ENV = "CLINICAL_ALBERT_PROGRESS"
 POLL_S = 0.5

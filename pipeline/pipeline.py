@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 from components.clinical_example_gen.component import ClinicalExampleGen
 from components.data_checks.component import AnomalyGate, TokenSchemaGen
 from components.model_card.component import ModelCard
+from components.pretraining_examples.component import PretrainingExamples
 from components.pusher.component import Pusher
 from components.sentencepiece_tokenizer.component import SentencePieceModel, SentencePieceTokenizer
 from components.serving_check.component import ServingCheck
@@ -225,11 +226,24 @@ def create_pipeline(
         max_pieces_per_word_ratio=config.max_pieces_per_word_ratio,
     )
     transformed = transform.outputs["transformed_examples"]
+    pretraining_examples = PretrainingExamples(
+        examples=transformed,
+        tokenizer=tokenizer.outputs["tokenizer"],
+        max_seq_length=config.seq_length,
+        max_predictions_per_seq=config.max_predictions,
+        masked_lm_prob=config.masked_lm_prob,
+        dupe_factor=config.pretrain_dupe_factor,
+        seed=config.seed,
+    )
+    pretraining_examples.add_upstream_node(gate)
     resolved = []
     last_pretrained = last_blessed = None
     if config.continue_pretraining and not portable:
         last_pretrained = _build_on(
-            "pretrain", tfx.types.standard_artifacts.Model, transformed, portable=False
+            "pretrain",
+            tfx.types.standard_artifacts.Model,
+            pretraining_examples.outputs["examples"],
+            portable=False,
         ).with_id("pretrained_model_resolver")
         resolved.append(last_pretrained)
     if config.warm_start_finetuning and not portable:
@@ -239,10 +253,10 @@ def create_pipeline(
         resolved.append(last_blessed)
 
     pretrainer = TokenizedTrainer(
-        examples=transformed,
+        examples=pretraining_examples.outputs["examples"],
         tokenizer=tokenizer.outputs["tokenizer"],
         base_model=last_pretrained.outputs[resolvers.CANDIDATES_KEY] if last_pretrained else None,
-        run_fn="components.pretrain_module.run_fn",
+        run_fn="components.trainer.pretrain.run_fn",
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.pretrain_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=0),
         custom_config={
@@ -255,6 +269,7 @@ def create_pipeline(
             "init_checkpoint_format": config.init_checkpoint_format,
             "seed": config.seed,
             "continued_steps": config.continued_pretrain_steps,
+            "training_backend": config.training_backend,
         },
     ).with_id("pretrain")
     pretrainer.add_upstream_node(gate)
@@ -265,7 +280,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         base_model=pretrainer.outputs["model"],
         warm_start_model=last_blessed.outputs[resolvers.CANDIDATES_KEY] if last_blessed else None,
-        run_fn="components.finetune_module.run_fn",
+        run_fn="components.trainer.finetune.run_fn",
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.finetune_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.eval_steps),
         custom_config={
@@ -285,6 +300,7 @@ def create_pipeline(
             "patience": config.finetune_patience,
             "clipnorm": config.finetune_clipnorm,
             "recipe": config.finetune_recipe,
+            "training_backend": config.training_backend,
         },
     ).with_id("finetune")
 
@@ -338,6 +354,7 @@ def create_pipeline(
             token_validator,
             gate,
             *resolved,
+            pretraining_examples,
             pretrainer,
             finetuner,
             baseline,

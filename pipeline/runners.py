@@ -45,6 +45,9 @@ def run_local(config: PipelineConfig, verbose: bool = False) -> None:
         output_dir=_absolute(config.output_dir), corpus_path=_absolute(config.corpus_path)
     )
     os.makedirs(config.output_dir, exist_ok=True)
+    # Every component runs in this process: TensorFlow takes GPU memory as it needs it, so the
+    # Trainers' JAX child (components/trainer/child.py) finds the GPU free after the Transform.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     run = console.LocalRunConsole(config.output_dir, config.metadata_path, config.pipeline_name, verbose)
     with run:
         # Imported here, so that what TensorFlow prints as it loads goes to the log.

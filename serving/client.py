@@ -59,7 +59,7 @@ TEXT_B_INPUT = "text_b"
 PROBABILITIES = "probabilities"
 LABEL_NAMES = "label_names"
 PREDICTED = "predicted"
-#: A token-classification model's entity outputs (`components/finetune_module.py`): each
+#: A token-classification model's entity outputs (`components/trainer/finetune.py`): each
 #: [batch, max entities], padded past `num_entities` [batch].
 ENTITY_OUTPUTS = ("num_entities", "entity_starts", "entity_ends", "entity_types", "entity_scores")
 

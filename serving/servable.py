@@ -204,7 +204,7 @@ class ServableVersion:
 
 
 #: An assertion in the model that refuses a client's input says so with this prefix
-#: (`components/finetune_module.py`, REJECTED); its message names limits, never input text.
+#: (`components/trainer/finetune.py`, REJECTED); its message names limits, never input text.
 _REFUSAL = re.compile(r"assertion failed: \[(rejected: [^\]\n]*)\]")
 
 

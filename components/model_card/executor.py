@@ -42,7 +42,7 @@ FINE_TUNING_KEY = "fine_tuning"
 BOOTSTRAP_SAMPLES_KEY = "bootstrap_samples"
 SEED_KEY = "seed"
 
-#: The fine-tuning Trainer's files in its model run folder (components/finetune_module.py).
+#: The fine-tuning Trainer's files in its model run folder (components/trainer/finetune.py).
 TRAINING_FILE = "training.json"
 PREDICTIONS_FILE = "eval_predictions.npz"
 READING_FILE = "reading.json"

@@ -4,7 +4,7 @@
 
 Prints a JSON summary; the exit status is 1 when the model must not be pushed. The checks: every op
 is in the TF Serving 2.16 allowlist; the model loads; every warmup request under assets.extra
-answers what its task documents (`components/finetune_module.py`):
+answers what its task documents (`components/trainer/finetune.py`):
     note classification   finite probabilities in [0, 1] that sum to 1, one label name per class
     multi-label           finite probabilities in [0, 1], `predicted` 0/1 of the same shape, one label
                           name per label

@@ -86,8 +86,7 @@ def test_cli_says_when_the_corpus_matches_nothing(tmp_path):
 def test_records_hold_exactly_the_instances(corpus_and_model, tmp_path):
     import sentencepiece
 
-    from albert_keras.pretrain_cli import read_documents
-    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, create_instances
+    from albert_keras.pretraining_data import MaskingConfig, Vocabulary, create_instances, read_documents
     from albert_keras.pretraining_records import records_dataset, write_records
 
     processor = sentencepiece.SentencePieceProcessor(model_file=str(corpus_and_model / "sp.model"))

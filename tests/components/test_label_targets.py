@@ -67,7 +67,7 @@ def test_multi_label_targets_are_the_configured_labels_a_note_carries():
 
 
 def test_the_exported_decision_scores_equal_the_library_map():
-    from components.finetune_module import MultiLabelServingModule
+    from components.trainer.finetune import MultiLabelServingModule
 
     chosen = np.array([0.2, 0.5, 0.9], np.float32)
     probabilities = np.random.default_rng(0).uniform(size=(50, 3)).astype(np.float32)

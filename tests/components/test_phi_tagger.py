@@ -54,7 +54,8 @@ NO_NAME_RULES = {"titled_names": False, "untitled_names": False, "locations": Fa
 
 
 class RuleExport(tf.Module):
-    """`serving_default` as `finetune_module.TokenServingModule` exports it, labels from `LABELS`."""
+    """`serving_default` as `finetune.TokenServingModule` (components/trainer) exports it, labels from
+    `LABELS`."""
 
     def __init__(self, seq_length: int = SEQ, cap_chars: int = 0):
         super().__init__()
@@ -306,8 +307,8 @@ class _PackedTransform:
 
 @pytest.mark.slow
 def test_a_real_token_export_is_tagged_to_the_end_of_a_long_note(tmp_path):
-    from components.finetune_module import TokenServingModule
     from components.sentencepiece_tokenizer.train import train_sentencepiece
+    from components.trainer.finetune import TokenServingModule
 
     words = ["Ménière", "patient", "seen", "today", "stable", "chest", "pain", "follow", "up", "plan"]
     lines = [" ".join(words[index:] + words[:index]) for index in range(len(words))] * 20

@@ -20,7 +20,7 @@ import traceback
 
 import numpy as np
 
-from components import trainer_common
+from components.trainer import common as trainer_common
 
 SEQ_LENGTH = 32
 MAX_PREDICTIONS = 5
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from albert_keras import AlbertBackbone, AlbertConfig, AlbertPretrainer
     from albert_keras.optimization import Lamb, WarmupPolynomialDecay
-    from albert_keras.pretrain_loop import pretrain
+    from albert_keras.pretrain_loop import pretrain, repeated
     from albert_keras.pretraining_data import MaskingConfig, Vocabulary, tf_dataset
 
     config = AlbertConfig.preset("tiny")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     first_batch = digest(strategy.experimental_local_results(t)[0] for t in tf.nest.flatten(first))
 
     history = pretrain(
-        model, make_dataset, total_steps=args.steps, checkpoint_dir=args.checkpoint_dir,
+        model, repeated(make_dataset), total_steps=args.steps, checkpoint_dir=args.checkpoint_dir,
         steps_per_checkpoint=args.steps // 2, verbose=0,
     )  # fmt: skip
     result = {

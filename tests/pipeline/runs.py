@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = (
     "ClinicalExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "vocabulary_resolver",
     "SentencePieceTokenizer", "TokenizedTransform", "TokenSchemaGen", "token_validator", "AnomalyGate",
-    "pretrained_model_resolver", "warm_start_model_resolver", "pretrain", "finetune",
+    "pretrained_model_resolver", "warm_start_model_resolver", "PretrainingExamples", "pretrain", "finetune",
     "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "ModelCard", "Pusher",
 )  # fmt: skip
 #: The resolvers of what a run builds on that only the local and Airflow runners have (Kubeflow v2

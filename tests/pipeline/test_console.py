@@ -1,6 +1,7 @@
-"""The local run's console (pipeline/console.py) and the Trainers' progress file (components/progress.py):
-component lines and figures read from an ML Metadata store and artifacts built here, the progress
-file's protocol, the redirection of file descriptors 1 and 2 to the log, and how a failure is told.
+"""The local run's console (pipeline/console.py) and the Trainers' progress file
+(components/trainer/progress.py): component lines and figures read from an ML Metadata store and
+artifacts built here, the progress file's protocol, the redirection of file descriptors 1 and 2 to the
+log, and how a failure is told.
 No pipeline runs: each test is a fraction of a second, bar the Keras fit and the TFMA import."""
 
 from __future__ import annotations
@@ -186,6 +187,16 @@ def test_tokenizer_figure_says_size_unk_rate_and_whether_the_vocabulary_was_reus
     assert component_figures.tokenizer_figure(outputs["pretrain"]) == f"{figure}; trained"
 
 
+def test_pretraining_examples_figure_counts_instances_per_split(tmp_path):
+    run = FakeRun(tmp_path / "metadata.sqlite")
+    properties = {"instances_train": 12040, "instances_eval": 150, "vocabulary_sha256": "ab"}
+    run.execution("PretrainingExamples", "COMPLETE", {"examples": (tmp_path, properties)})
+    monitor, _ = _monitor(tmp_path, ["PretrainingExamples"])
+    monitor.poll()
+    assert monitor.runs["PretrainingExamples"].figure == "12,040 train instances, 150 eval"
+    assert component_figures.pretraining_examples_figure({}) == ""
+
+
 def test_trainer_figures_read_training_json_and_tolerate_missing_keys(tmp_path):
     finetune = {
         "metric": "micro_f1",
@@ -199,7 +210,7 @@ def test_trainer_figures_read_training_json_and_tolerate_missing_keys(tmp_path):
     run.execution(
         "finetune", "COMPLETE", {"model_run": (_folder(tmp_path, "ft", {"training.json": finetune}), {})}
     )
-    pretrain = {"steps_trained": 20, "final_loss": 7.0123}
+    pretrain = {"steps_trained": 20, "final_loss": 7.0123, "eval_mlm_accuracy": 0.0512, "backend": "jax"}
     run.execution(
         "pretrain", "CACHED", {"model_run": (_folder(tmp_path, "pt", {"training.json": pretrain}), {})}
     )
@@ -208,7 +219,7 @@ def test_trainer_figures_read_training_json_and_tolerate_missing_keys(tmp_path):
     assert monitor.runs["finetune"].figure == (
         "30 steps, final loss 2.31, best micro_f1 0.412 at step 20; warm start from the last blessed model"
     )
-    assert monitor.runs["pretrain"].figure == "20 steps, final loss 7.01"
+    assert monitor.runs["pretrain"].figure == "20 steps, final loss 7.01, eval MLM accuracy 0.0512 (jax)"
     assert [monitor.runs[n].status for n in ("pretrain", "finetune")] == ["cached", "ran"]
     assert out.getvalue().splitlines()[-1].endswith(monitor.runs["pretrain"].figure)
 
@@ -311,7 +322,7 @@ def _fit(callback, epochs=2, steps=3, initial_epoch=0):
 def test_progress_callback_appends_steps_total_and_loss_to_the_file_the_environment_names(
     tmp_path, monkeypatch
 ):
-    from components.progress import PROGRESS_ENV, ProgressFile
+    from components.trainer.progress import PROGRESS_ENV, ProgressFile
 
     assert PROGRESS_ENV == console.PROGRESS_ENV
     path = tmp_path / "progress.jsonl"

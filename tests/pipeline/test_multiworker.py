@@ -133,7 +133,7 @@ def test_only_the_chief_writes_the_shared_checkpoint(run):
     out = run[0]
     checkpoints = out / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint.json", "checkpoint.weights.h5"]
-    assert json.loads((checkpoints / "checkpoint.json").read_text(encoding="utf-8")) == {"step": STEPS}
+    assert json.loads((checkpoints / "checkpoint.json").read_text(encoding="utf-8"))["step"] == STEPS
     assert not [p.name for p in (out / "tmp").iterdir() if p.name.startswith("checkpoint-worker-")]
 
 

@@ -200,7 +200,8 @@ def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow
     position = {task: i for i, task in enumerate(dag["order"])}
     for before, after in (
         ("ClinicalExampleGen", "SentencePieceTokenizer"),
-        ("AnomalyGate", "pretrain"),
+        ("AnomalyGate", "PretrainingExamples"),
+        ("PretrainingExamples", "pretrain"),
         ("pretrain", "finetune"),
         ("Evaluator", "Pusher"),
         ("ServingCheck", "Pusher"),
@@ -208,8 +209,9 @@ def test_airflow_dag_follows_the_environment_and_orders_tasks_by_channel(airflow
         assert position[before] < position[after], (before, after)
     upstream = dag["upstream"]  # as the scheduler stores it (serialized and read back)
     assert upstream["SentencePieceTokenizer"] == ["ClinicalExampleGen", "vocabulary_resolver"]
-    assert upstream["pretrained_model_resolver"] == ["TokenizedTransform"]
-    assert "AnomalyGate" in upstream["pretrain"]
+    assert upstream["PretrainingExamples"] == ["AnomalyGate", "SentencePieceTokenizer", "TokenizedTransform"]
+    assert upstream["pretrained_model_resolver"] == ["PretrainingExamples"]
+    assert "PretrainingExamples" in upstream["pretrain"]
     assert upstream["Pusher"] == ["Evaluator", "ModelCard", "ServingCheck", "finetune"]
     assert upstream["Evaluator"] == sorted(["ClinicalExampleGen", "finetune", RESOLVER])
 

@@ -3,7 +3,7 @@
 The probabilities are a softmax over a fixed linear map of each note's character and word counts, so
 they depend on the text deterministically and differ between two `seed`s; `label_names` makes two
 versions tell apart at a glance. Signatures, the Classify marking, the warmup requests and the split
-into a serving copy (client signatures) and an evaluation copy (all) are `components.finetune_module`'s.
+into a serving copy (client signatures) and an evaluation copy (all) are `components.trainer.finetune`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components.finetune_module import TEXT_FEATURE, save_serving_and_eval
+from components.trainer.finetune import TEXT_FEATURE, save_serving_and_eval
 
 
 class FakeClassifier(tf.Module):

@@ -43,7 +43,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.finetune_module import CLIENT_SIGNATURES, TEXT_FEATURE, save_serving_and_eval
+from components.trainer.finetune import CLIENT_SIGNATURES, TEXT_FEATURE, save_serving_and_eval
 from serving import versions
 from serving.model_server import ModelServer, _arguments, build_server
 from serving.models_config import ModelEntry

@@ -83,7 +83,7 @@ def _expected_counts(lengths, spec: WindowSpec) -> list[int]:
 
 
 def test_the_windowed_dataset_makes_every_window_an_example_with_the_notes_label(tmp_path):
-    from components.finetune_module import _dataset
+    from components.trainer.finetune import _dataset
 
     seq = 4
     path = str(tmp_path / "data.gz")
@@ -157,7 +157,7 @@ class _Transform:
 @pytest.mark.slow
 def test_a_note_five_windows_long_gets_entities_in_its_last_window(tmp_path, model_proto):
     from albert_keras import AlbertBackbone, AlbertTokenClassifier, bio_labels
-    from components.finetune_module import TokenServingModule
+    from components.trainer.finetune import TokenServingModule
     from serving.servable import refusal
 
     seq, spec = 16, WindowSpec(budget=14, stride=7, max_windows=6)  # cap 49 pieces

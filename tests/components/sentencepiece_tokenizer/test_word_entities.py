@@ -145,7 +145,7 @@ def test_entities_are_read_as_conlleval_reads_them(tokenizer, model_proto):
 @pytest.mark.slow
 def test_a_token_export_answers_entities_at_the_clients_offsets(tmp_path, model_proto):
     """The real serving signature, its classifier forced to say B-Disease on every word."""
-    from components.finetune_module import TokenServingModule
+    from components.trainer.finetune import TokenServingModule
 
     names = bio_labels(["Disease"])
 

@@ -15,13 +15,18 @@ import tensorflow as tf
 def distribution_strategy() -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, MirroredStrategy on several GPUs,
     the default strategy otherwise."""
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(tasks) for tasks in cluster.values()) > 1:
+    if cluster_size() > 1:
         patch_keras_for_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def cluster_size() -> int:
+    """The tasks of the cluster that TF_CONFIG names (0 without one)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return sum(len(tasks) for tasks in cluster.values())
 
 
 def patch_keras_for_multi_worker() -> None:
@@ -118,12 +123,3 @@ def worker_path(strategy: tf.distribute.Strategy, path: str) -> str:
     import tempfile
 
     return os.path.join(tempfile.mkdtemp(prefix="worker-output-"), os.path.basename(os.path.normpath(path)))
-
-
-def checkpoint_interval(steps: int, checkpoints: int) -> int:
-    """Steps between checkpoints: about `steps / checkpoints`, and a divisor of `steps` (the loop
-    checkpoints at whole multiples of it and must land on the last step)."""
-    every = max(1, steps // checkpoints)
-    while steps % every:
-        every -= 1
-    return every

@@ -16,15 +16,35 @@ serving folder, which TFX's Evaluator loads, and with the client signatures only
 and batched) in the client copy beside it, which ServingCheck checks and the Pusher pushes.
 Warmup requests for TF Serving are written to assets.extra.
 
+Two phases, because Keras 3 fixes its backend at its first import and this process is TensorFlow's
+(TF Transform, TFX and the export need it), while the library trains fastest on a GPU under JAX:
+    training    `train(job)`: builds the classifier, fine-tunes it (`albert_keras.finetune_loop`,
+                resumable from its checkpoint folder) and saves the weights of the best evaluated step
+                to a file. The job is JSON (`training_job`: the example files, the Transform output,
+                the task and labels, batch, steps, recipe, windows, the base model, where the run
+                starts from, the checkpoint folder and the output paths). With custom_config
+                `training_backend` "jax" (or "auto" on a machine with one GPU and JAX; see
+                components/trainer/child.py) it runs in a child process under KERAS_BACKEND=jax, whose
+                TensorFlow only reads the examples, on the CPU; with "tensorflow" (the default on CPU,
+                and "auto"'s choice for several GPUs or a multi-worker TF_CONFIG cluster) in this
+                process, under the tf.distribute strategy (several GPUs, several workers) as before. A
+                killed child leaves its checkpoints, and the Trainer's next attempt resumes from them.
+    export      always here, under TensorFlow: the classifier rebuilt on the pretrained backbone with
+                the saved weights loaded; everything after training (the run files, the eval
+                predictions, the reading of a note, the thresholds, the SavedModels) is computed from
+                it, so the exported model answers what the trained one does whichever backend trained.
+training.json records the backend that trained (`backend`) and the step a resumed run started from
+(`resumed_from_step`, 0 for a fresh start).
+
 custom_config: batch_size, learning_rate, seed, label_names (optional: the classes in id order; else
 the Transform's label vocabulary), task ("note_classification", the default,
 "multi_label_classification", "text_pair_classification" or "token_classification"), and the
 recipe (`albert_keras.finetune_loop`): epochs (> 0: passes over the training split instead of the
 TFX train steps), warmup_fraction, eval_every (steps; 0: ten evaluations), patience, clipnorm, recipe
-("best" or "plain"). Every evaluation scores the whole eval split with the task's own metric
-(micro-F1 at thresholds chosen on it, accuracy, or entity F1 on words), and the best one's weights
-are exported. The model run folder records the run (training.json: the settings, every evaluation
-with its loss and learning rate, the best step, early stopping) and the exported model's answers
+("best" or "plain"), and training_backend (above). Every evaluation scores the whole eval split with the
+task's own metric (micro-F1 at thresholds chosen on it, accuracy, or entity F1 on words), and the best
+one's weights are exported. The model run folder records the run (training.json: the settings, every
+evaluation with its loss and learning rate, the best step, early stopping) and the exported model's answers
 on the eval split (eval_predictions.npz: probabilities and targets of notes, with their slicing
 keys; gold and predicted word labels of tokens), which the model card reads; TensorBoard logs hold
 the loss and the eval metric curves.
@@ -72,6 +92,7 @@ each word at its first piece) and exports:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -88,9 +109,8 @@ from absl import logging
 
 from albert_keras import AlbertBackbone, AlbertClassifier, AlbertTokenClassifier, bio_labels
 from albert_keras.finetune_loop import eval_interval, finetune, finetune_optimizer, warmup_linear_decay
-from components import model_layout, trainer_common
-from components.pretrain_module import PRETRAINER_FILE
-from components.progress import ProgressFile
+from albert_keras.pretrain_loop import CHECKPOINT_STATE
+from components import model_layout
 from components.scores import entity_scores
 from components.sentencepiece_tokenizer import windows as windows_lib
 from components.sentencepiece_tokenizer.token_labels import pack_labels
@@ -105,6 +125,10 @@ from components.thresholds import (
     choose_thresholds,
     float32_thresholds,
 )
+from components.trainer import child
+from components.trainer import common as trainer_common
+from components.trainer.pretrain import PRETRAINER_FILE
+from components.trainer.progress import ProgressFile
 from components.transform_module import (
     LABEL_SET,
     LABEL_VOCABULARY,
@@ -114,7 +138,11 @@ from components.transform_module import (
     read_model_proto,
     window_spec,
 )
-from components.with_tokenizer.executor import WARM_START_DIR_KEY
+
+#: The training phase, as `child.run_child` names it.
+TRAIN_FUNCTION = "components.trainer.finetune:train"
+#: In the Trainer's model run folder: the training child's job and result files.
+CHILD_DIR = "training_child"
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 TEXT_FEATURE = "text"
@@ -190,13 +218,14 @@ def _dataset(
     return dataset.flat_map(note_windows).batch(batch)
 
 
-def _pretrained_backbone(fn_args) -> AlbertBackbone:
-    """The backbone of the pretraining Trainer's model (its vocabulary is the tokenizer's)."""
-    if not fn_args.base_model:
+def _pretrained_backbone(base_model: str | None, model_run_dir: str) -> AlbertBackbone:
+    """The backbone of the pretraining Trainer's model in `base_model` (its vocabulary is the
+    tokenizer's), loaded from a copy in the model run folder."""
+    if not base_model:
         raise ValueError("the fine-tuning Trainer needs base_model: the pretraining Trainer's model")
-    local = os.path.join(fn_args.model_run_dir, PRETRAINER_FILE)
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    tf.io.gfile.copy(os.path.join(fn_args.base_model, PRETRAINER_FILE), local, overwrite=True)
+    local = os.path.join(model_run_dir, PRETRAINER_FILE)
+    tf.io.gfile.makedirs(model_run_dir)
+    tf.io.gfile.copy(os.path.join(base_model, PRETRAINER_FILE), local, overwrite=True)
     return keras.saving.load_model(local, safe_mode=True).backbone
 
 
@@ -599,46 +628,104 @@ def mark_classify_signature(export_dir: str, name: str) -> None:
         f.write(saved_model.SerializeToString())
 
 
-def run_fn(fn_args) -> None:
-    custom = dict(fn_args.custom_config)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    task = custom.get("task", "note_classification")
-    tokens, multi_label = task == TOKEN_TASK, task == MULTI_LABEL_TASK
-    names = bio_labels(list(custom["entity_types"])) if tokens else label_names(custom, tft_output)
-    target = TOKEN_LABELS if tokens else LABEL_SET if multi_label else LABEL
-    num_labels = len(names)
-    feature_spec = tft_output.transformed_feature_spec()
-    batch, seed = int(custom["batch_size"]), int(custom.get("seed", 0))
-    train_files = trainer_common.example_files(fn_args.train_files)
-    eval_files = trainer_common.example_files(fn_args.eval_files)
-    windows = window_spec(custom)
-    policy = trainer_common.set_precision()
-    strategy = trainer_common.distribution_strategy()
-    global_batch = batch * strategy.num_replicas_in_sync
-    steps = _training_steps(
-        custom, int(fn_args.train_steps), train_files, feature_spec, global_batch, target, windows
-    )
-    recipe = Recipe.from_custom(custom, steps)
-    logging.info(
-        "fine-tuning on %d labels for %d steps, batch %d, %s; %s", num_labels, steps, batch, policy, recipe
-    )
+def _target(task: str) -> str:
+    """The transformed feature that `task` trains on."""
+    return TOKEN_LABELS if task == TOKEN_TASK else LABEL_SET if task == MULTI_LABEL_TASK else LABEL
 
-    model_proto = read_model_proto(custom["tokenizer_dir"])
-    with strategy.scope():
+
+def _metric(task: str) -> str:
+    """The eval figure that picks the best step: entity F1 on words, micro-F1 or accuracy."""
+    return "entity_f1" if task == TOKEN_TASK else "micro_f1" if task == MULTI_LABEL_TASK else "accuracy"
+
+
+def _classifier(backbone: AlbertBackbone, task: str, num_labels: int) -> keras.Model:
+    """A new head for `task` on `backbone`."""
+    if task == TOKEN_TASK:
+        return AlbertTokenClassifier(backbone, num_labels=num_labels)
+    problem = "multi_label" if task == MULTI_LABEL_TASK else "single_label"
+    return AlbertClassifier(backbone, num_labels, problem_type=problem)
+
+
+def _job_windows(job: dict[str, Any]) -> WindowSpec | None:
+    return WindowSpec(**job["windows"]) if job["windows"] else None
+
+
+def training_job(
+    fn_args, tft_output: tft.TFTransformOutput, strategy: tf.distribute.Strategy, precision: str
+) -> dict[str, Any]:
+    """Everything the training phase needs, as JSON values (`train`'s argument; the child reads it
+    from a file). The caller adds how the run starts: `warm_start_weights` and `start`."""
+    custom = dict(fn_args.custom_config)
+    task = custom.get("task", "note_classification")
+    if task == TOKEN_TASK:
+        names = bio_labels(list(custom["entity_types"]))
+    else:
+        names = label_names(custom, tft_output)
+    train_files = trainer_common.example_files(fn_args.train_files)
+    windows = window_spec(custom)
+    global_batch = int(custom["batch_size"]) * strategy.num_replicas_in_sync
+    steps = _training_steps(
+        custom,
+        int(fn_args.train_steps),
+        train_files,
+        tft_output.transformed_feature_spec(),
+        global_batch,
+        _target(task),
+        windows,
+    )
+    run_dir = fn_args.model_run_dir
+    return {
+        "task": task,
+        "label_names": names,
+        "transform_output": fn_args.transform_output,
+        "train_files": train_files,
+        "eval_files": trainer_common.example_files(fn_args.eval_files),
+        "global_batch": global_batch,
+        "seed": int(custom.get("seed", 0)),
+        "steps": steps,
+        "learning_rate": float(custom["learning_rate"]),
+        "recipe": dataclasses.asdict(Recipe.from_custom(custom, steps)),
+        "windows": dataclasses.asdict(windows) if windows is not None else None,
+        "window_pooling": str(custom.get("window_pooling") or "auto"),
+        "precision": precision,
+        "base_model": fn_args.base_model,
+        "model_run_dir": run_dir,
+        "checkpoint_dir": trainer_common.resume_dir(run_dir, custom, train_files),
+        "logs_dir": trainer_common.worker_path(strategy, os.path.join(run_dir, "logs")),
+        # A scratch file on the non-chief workers of a multi-worker run: only the chief writes run_dir.
+        "weights_path": trainer_common.worker_path(strategy, os.path.join(run_dir, WEIGHTS_FILE)),
+    }
+
+
+def train(job: dict[str, Any]) -> dict[str, Any]:
+    """The training phase, under whichever Keras backend this process has: in the JAX child
+    (`child.run_child(TRAIN_FUNCTION, ...)`) or in the Trainer's process. See `_train`."""
+    if keras.backend.backend() == "tensorflow":
+        return _train(job, trainer_common.distribution_strategy())
+    # Before any TensorFlow op: here TensorFlow only reads the examples, and the GPUs are JAX's.
+    tf.config.set_visible_devices([], "GPU")
+    return _train(job, None)
+
+
+def _train(job: dict[str, Any], strategy: tf.distribute.Strategy | None) -> dict[str, Any]:
+    """Builds the classifier on the pretrained backbone (or the warm start's weights), fine-tunes it
+    through `finetune` (resuming from job["checkpoint_dir"]), saves the weights it ends with (the best
+    evaluated step's) to job["weights_path"], and returns the training record. `strategy`: the
+    tf.distribute strategy to build and train under (TensorFlow), or None (any other backend)."""
+    keras.mixed_precision.set_global_policy(job["precision"])
+    feature_spec = tft.TFTransformOutput(job["transform_output"]).transformed_feature_spec()
+    task, names, seed, steps = job["task"], job["label_names"], int(job["seed"]), int(job["steps"])
+    train_files, eval_files, batch = job["train_files"], job["eval_files"], int(job["global_batch"])
+    tokens, multi_label, target = task == TOKEN_TASK, task == MULTI_LABEL_TASK, _target(task)
+    windows, recipe, run_dir = _job_windows(job), Recipe(**job["recipe"]), job["model_run_dir"]
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         keras.utils.set_random_seed(seed)
-        backbone = _pretrained_backbone(fn_args)
-        if tokens:
-            classifier = AlbertTokenClassifier(backbone, num_labels=num_labels)
-        else:
-            problem = "multi_label" if multi_label else "single_label"
-            classifier = AlbertClassifier(backbone, num_labels, problem_type=problem)
-        info = weights_info(task, names, model_proto, backbone)
-        start_weights, start = warm_start(custom.get(WARM_START_DIR_KEY), info)
-        if start_weights:
-            local = os.path.join(fn_args.model_run_dir, "warm_start_" + WEIGHTS_FILE)
-            tf.io.gfile.copy(start_weights, local, overwrite=True)
+        classifier = _classifier(_pretrained_backbone(job["base_model"], run_dir), task, len(names))
+        if job["warm_start_weights"]:
+            local = os.path.join(run_dir, "warm_start_" + WEIGHTS_FILE)
+            tf.io.gfile.copy(job["warm_start_weights"], local, overwrite=True)
             classifier.load_weights(local)
-        schedule = warmup_linear_decay(float(custom["learning_rate"]), steps, recipe.warmup_fraction)
+        schedule = warmup_linear_decay(float(job["learning_rate"]), steps, recipe.warmup_fraction)
         classifier.compile(optimizer=finetune_optimizer(schedule, clipnorm=recipe.clipnorm or None))
 
     if "label_ambiguous" in feature_spec:
@@ -646,33 +733,34 @@ def run_fn(fn_args) -> None:
         logging.info(
             "%d training notes with several labels and no priority to choose one: left out", left_out
         )
-    requested_pooling = str(custom.get("window_pooling") or "auto")
-    metric = "entity_f1" if tokens else "micro_f1" if multi_label else "accuracy"
+    metric = _metric(task)
 
     def evaluate(model: keras.Model) -> float:
         if tokens:
-            return _token_predictions(model, eval_files, feature_spec, global_batch, windows)["f1"]
-        logits, targets, _ = _note_logits(model, eval_files, feature_spec, global_batch, target, windows)
-        pooling, _, figures = choose_note_reading(logits, targets, multi_label, requested_pooling)
+            return _token_predictions(model, eval_files, feature_spec, batch, windows)["f1"]
+        logits, targets, _ = _note_logits(model, eval_files, feature_spec, batch, target, windows)
+        pooling, _, figures = choose_note_reading(logits, targets, multi_label, job["window_pooling"])
         return figures[pooling]
 
-    logs = trainer_common.worker_path(strategy, os.path.join(fn_args.model_run_dir, "logs"))
+    resumed_from = _checkpoint_step(job["checkpoint_dir"])
+    if resumed_from:
+        logging.info("resuming fine-tuning from the checkpoint at step %d", resumed_from)
     result = finetune(
         classifier,
-        lambda: _dataset(train_files, feature_spec, global_batch, seed, target, windows),
+        lambda: _dataset(train_files, feature_spec, batch, seed, target, windows),
         total_steps=steps,
         evaluate=evaluate,
         eval_every=recipe.eval_every,
-        checkpoint_dir=trainer_common.resume_dir(fn_args.model_run_dir, custom, train_files),
+        checkpoint_dir=job["checkpoint_dir"],
         patience=recipe.patience,
         metric_name=metric,
         recipe=recipe.name,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=logs), ProgressFile("finetune")],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=job["logs_dir"]), ProgressFile("finetune")],
         verbose=2,
     )
-    logging.info("fine-tuning started %s", start)
+    logging.info("fine-tuning started %s", job["start"])
     logging.info(
-        "fine-tuned %d of %d steps (%s); exported step %s with eval %s %s",
+        "fine-tuned %d of %d steps (%s); kept step %s with eval %s %s",
         result["steps_trained"],
         steps,
         "stopped early" if result["stopped_early"] else "to the end",
@@ -680,39 +768,118 @@ def run_fn(fn_args) -> None:
         metric,
         result["best"],
     )
+    classifier.save_weights(job["weights_path"])
+    return {
+        "task": task,
+        "metric": metric,
+        "seed": seed,
+        "start": job["start"],
+        "resumed_from_step": resumed_from,
+        **recipe.record(),
+        **result,
+    }
+
+
+def _checkpoint_step(checkpoint_dir: str) -> int:
+    """The step of the checkpoint that `finetune` will resume from (0: none, a fresh start)."""
+    path = os.path.join(checkpoint_dir, CHECKPOINT_STATE)
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f)["step"])
+
+
+def run_fn(fn_args) -> None:
+    """The Trainer's entry point: the training phase (in the JAX child or in process, see
+    `training_backend`), then the export phase in this process, under TensorFlow."""
+    # Imported here: it brings in tfx.components (Beam among them), which the training child never needs.
+    from components.with_tokenizer.executor import WARM_START_DIR_KEY
+
+    custom = dict(fn_args.custom_config)
+    backend = child.choose_backend(
+        custom.get(child.BACKEND_KEY),
+        len(tf.config.list_physical_devices("GPU")),
+        trainer_common.cluster_size(),
+    )
+    if backend == "jax":
+        child.leave_gpus_to_child()
+    policy = trainer_common.set_precision()
+    # Before any TF op: a multi-worker strategy starts this worker's collective server. The JAX child
+    # distributes nothing, and the export needs no strategy.
+    if backend == "tensorflow":
+        strategy = trainer_common.distribution_strategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    job = training_job(fn_args, tft_output, strategy, policy)
+    model_proto = read_model_proto(custom["tokenizer_dir"])
+    backbone = _pretrained_backbone(fn_args.base_model, fn_args.model_run_dir)
+    info = weights_info(job["task"], job["label_names"], model_proto, backbone)
+    job["warm_start_weights"], job["start"] = warm_start(custom.get(WARM_START_DIR_KEY), info)
+    logging.info(
+        "fine-tuning on %d labels for %d steps, batch %d, %s, training under %s; %s",
+        len(job["label_names"]),
+        job["steps"],
+        int(custom["batch_size"]),
+        policy,
+        backend,
+        Recipe(**job["recipe"]),
+    )
+    if backend == "jax":
+        workdir = os.path.join(fn_args.model_run_dir, CHILD_DIR)
+        record = child.run_child(TRAIN_FUNCTION, job, workdir=workdir, backend="jax")
+    else:
+        record = _train(job, strategy)
+    classifier = _classifier(backbone, job["task"], len(job["label_names"]))
+    classifier.load_weights(job["weights_path"])
+    _export_phase(fn_args, job, {**record, "backend": backend}, classifier, info, model_proto, strategy)
+
+
+def _export_phase(
+    fn_args,
+    job: dict[str, Any],
+    record: dict[str, Any],
+    classifier: keras.Model,
+    info: dict,
+    model_proto: bytes,
+    strategy: tf.distribute.Strategy,
+) -> None:
+    """Everything after training, under TensorFlow, from the trained weights loaded into `classifier`:
+    the run files, the Keras folder for the next warm start, the eval predictions, the reading of a note
+    (window pooling, multi-label thresholds) and the serving and eval SavedModels."""
+    tft_output = tft.TFTransformOutput(job["transform_output"])
+    feature_spec = tft_output.transformed_feature_spec()
+    task, names, batch = job["task"], job["label_names"], int(job["global_batch"])
+    eval_files, windows, metric = job["eval_files"], _job_windows(job), record["metric"]
+    multi_label, target = task == MULTI_LABEL_TASK, _target(task)
     run_file = functools.partial(_write_run_file, strategy, fn_args.model_run_dir)
-    record = {"task": task, "metric": metric, "seed": seed, "start": start, **recipe.record(), **result}
     run_file(TRAINING_FILE, json.dumps(record, indent=1))
     export_dir = trainer_common.worker_path(strategy, model_layout.client_copy_dir(fn_args.serving_model_dir))
     eval_dir = trainer_common.worker_path(strategy, fn_args.serving_model_dir)
     keras_dir = trainer_common.worker_path(strategy, model_layout.keras_dir(fn_args.serving_model_dir))
     tf.io.gfile.makedirs(keras_dir)
-    local = os.path.join(fn_args.model_run_dir, WEIGHTS_FILE)
-    classifier.save_weights(local)
-    tf.io.gfile.copy(local, os.path.join(keras_dir, WEIGHTS_FILE), overwrite=True)
+    tf.io.gfile.copy(job["weights_path"], os.path.join(keras_dir, WEIGHTS_FILE), overwrite=True)
     with tf.io.gfile.GFile(os.path.join(keras_dir, WEIGHTS_INFO_FILE), "w") as f:
         f.write(json.dumps(info, indent=1, sort_keys=True))
-    if tokens:
+    if task == TOKEN_TASK:
         module = serving_module(classifier, tft_output, names, model_proto=model_proto, windows=windows)
-        found = _token_predictions(classifier, eval_files, feature_spec, global_batch, windows)
+        found = _token_predictions(classifier, eval_files, feature_spec, batch, windows)
         predictions = {k: found[k] for k in ("gold", "predicted", "confidence", "row_lengths")}
     else:
-        logits, targets, slices = _note_logits(
-            classifier, eval_files, feature_spec, global_batch, target, windows
-        )
-        pooling, _, figures = choose_note_reading(logits, targets, multi_label, requested_pooling)
+        logits, targets, slices = _note_logits(classifier, eval_files, feature_spec, batch, target, windows)
+        pooling, _, figures = choose_note_reading(logits, targets, multi_label, job["window_pooling"])
         module = serving_module(
             classifier,
             tft_output,
             names,
-            thresholds=np.full(num_labels, 0.5) if multi_label else None,
+            thresholds=np.full(len(names), 0.5) if multi_label else None,
             pairs=task == PAIR_TASK,
             windows=windows,
             pooling=pooling,
         )
         # The eval answers as the exported graph computes them (float32), so that the thresholds are
         # chosen on, and the model card scores, exactly what the Evaluator and clients get.
-        probabilities = _module_probabilities(module, eval_files, feature_spec, global_batch)
+        probabilities = _module_probabilities(module, eval_files, feature_spec, batch)
         predictions = {"probabilities": probabilities, "targets": targets.astype(np.int64), **slices}
         reading = {
             "window_pooling": pooling if windows is not None else None,
@@ -722,7 +889,7 @@ def run_fn(fn_args) -> None:
         }
         if multi_label:
             chosen = (
-                choose_thresholds(probabilities, targets > 0) if len(targets) else np.full(num_labels, 0.5)
+                choose_thresholds(probabilities, targets > 0) if len(targets) else np.full(len(names), 0.5)
             )
             thresholds = float32_thresholds(np.clip(chosen, MIN_THRESHOLD, MAX_THRESHOLD))
             module.thresholds.assign(thresholds)
@@ -832,7 +999,7 @@ def _token_predictions(
     stitches windows, scores it once)."""
     gold_rows, predicted_rows, confidence_rows = [], [], []
     for inputs, labels in _dataset(files, feature_spec, batch, None, TOKEN_LABELS, windows):
-        probabilities = tf.nn.softmax(tf.cast(_call_classifier(classifier, inputs), tf.float32)).numpy()
+        probabilities = tf.nn.softmax(_call_classifier(classifier, inputs)).numpy()
         predicted = probabilities.argmax(axis=-1)
         for gold, row, probability in zip(labels.numpy(), predicted, probabilities.max(axis=-1), strict=True):
             words = gold >= 0
@@ -881,12 +1048,12 @@ def _note_logits(
     targets = []
     for features in dataset.map(lambda raw: tf.io.parse_example(raw, spec)):
         if windows is None:
-            logits = tf.cast(_call_classifier(classifier, {k: features[k] for k in INPUTS}), tf.float32)
+            logits = _call_classifier(classifier, {k: features[k] for k in INPUTS})
             for how in POOLINGS:
-                pooled[how].append(logits.numpy())
+                pooled[how].append(logits)
         else:
             inputs, note, notes = window_batch(features, seq)
-            logits = tf.cast(_call_classifier(classifier, inputs), tf.float32)
+            logits = _call_classifier(classifier, inputs)
             for how in POOLINGS:
                 pooled[how].append(windows_lib.pool(logits, note, notes, how).numpy())
         targets.append(features[target].numpy())
@@ -903,9 +1070,21 @@ def _note_logits(
     return {how: np.concatenate(parts) for how, parts in pooled.items()}, np.concatenate(targets), values
 
 
-def _call_classifier(classifier: keras.Model, inputs: dict) -> tf.Tensor:
-    """The classifier on int32 inputs, in inference mode."""
-    return classifier({k: tf.cast(v, tf.int32) for k, v in inputs.items()}, training=False)
+def _call_classifier(classifier: keras.Model, inputs: dict) -> np.ndarray:
+    """The classifier's outputs (float32) on int32 inputs, in inference mode, under any Keras backend.
+
+    TensorFlow calls it eagerly, as it trains. Other backends take numpy, not tf.Tensors, and run it
+    compiled (`predict_on_batch`) on the rows padded to a power of two (copies of the first row), so
+    that the varying row counts of the last batch and of windows compile a few shapes only."""
+    arrays = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
+    if keras.backend.backend() == "tensorflow":
+        return np.asarray(classifier(arrays, training=False), np.float32)
+    rows = len(arrays["token_ids"])
+    if not rows:
+        return np.zeros((0, *classifier.output_shape[1:]), np.float32)
+    padded = 1 << (rows - 1).bit_length()
+    arrays = {k: np.concatenate([v, np.repeat(v[:1], padded - rows, axis=0)]) for k, v in arrays.items()}
+    return np.asarray(keras.ops.convert_to_numpy(classifier.predict_on_batch(arrays))[:rows], np.float32)
 
 
 def _micro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:

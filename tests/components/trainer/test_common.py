@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from components import trainer_common
+from albert_keras.pretrain_loop import checkpoint_interval
+from components.trainer import common as trainer_common
 
 
 def test_resume_dir_is_shared_by_retries_of_the_same_training_only(tmp_path):
@@ -50,9 +51,9 @@ def test_outputs_go_to_the_real_folder_on_the_chief(tmp_path):
 
 
 def test_checkpoint_interval_divides_the_steps():
-    assert trainer_common.checkpoint_interval(20, 10) == 2
-    assert trainer_common.checkpoint_interval(30, 5) == 6
-    assert trainer_common.checkpoint_interval(7, 5) == 1
-    assert trainer_common.checkpoint_interval(0, 10) == 1
+    assert checkpoint_interval(20, 10) == 2
+    assert checkpoint_interval(30, 5) == 6
+    assert checkpoint_interval(7, 5) == 1
+    assert checkpoint_interval(0, 10) == 1
     for steps in range(1, 60):
-        assert steps % trainer_common.checkpoint_interval(steps, 4) == 0
+        assert steps % checkpoint_interval(steps, 4) == 0

@@ -8,7 +8,7 @@ import pytest
 
 from albert_keras import AlbertBackbone, AlbertConfig
 from albert_keras.convert.hf_files import save_hf_model
-from components.pretrain_module import PRETRAINING_FILE, continuation, documents, initial_backbone
+from components.trainer.pretrain import PRETRAINING_FILE, continuation, documents, initial_backbone
 from tests.albert_keras.util import backbone_inputs, randomize_weights
 
 

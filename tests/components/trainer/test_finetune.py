@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components import model_layout
-from components.finetune_module import WEIGHTS_FILE, WEIGHTS_INFO_FILE, lenient_spec, warm_start
+from components.trainer.finetune import WEIGHTS_FILE, WEIGHTS_INFO_FILE, lenient_spec, warm_start
 
 
 def test_an_example_with_only_text_parses_and_full_examples_are_unchanged():
