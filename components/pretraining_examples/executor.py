@@ -115,8 +115,9 @@ class PretrainingParams:
 
 
 def parse_document(file_and_record: tuple[str, bytes]) -> list[np.ndarray]:
-    """A transformed example as its document: the ids of each non-empty sentence, as `pretrain.documents`
-    reads them. Raises ValueError naming the file when the lengths do not add up to the ids."""
+    """A transformed example as its document: the ids of each non-empty sentence (the Transform writes
+    every sentence's ids concatenated, and the ids per sentence). Raises ValueError naming the file
+    when the lengths do not add up to the ids."""
     path, record = file_and_record
     features = tf.train.Example.FromString(record).features.feature
     ids = np.array(features[SENTENCE_IDS_FEATURE].int64_list.value, np.int64).astype(np.int32)

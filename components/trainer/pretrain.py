@@ -33,7 +33,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -56,21 +55,6 @@ CHECKPOINTS = 10
 EVAL_BATCHES = 50
 #: In the model run folder: how the run started, its steps and losses.
 TRAINING_FILE = "training.json"
-
-
-def documents(files: list[str]) -> Iterator[list[np.ndarray]]:
-    """Each note of the Transform's output as its list of tokenized sentences."""
-    import tensorflow as tf
-
-    from components.trainer import common
-
-    spec = {
-        "sentence_token_ids": tf.io.VarLenFeature(tf.int64),
-        "sentence_lengths": tf.io.VarLenFeature(tf.int64),
-    }
-    for example in common.read_examples(files, spec):
-        ids, lengths = example["sentence_token_ids"], example["sentence_lengths"]
-        yield [s for s in np.split(ids.astype(np.int32), np.cumsum(lengths)[:-1]) if len(s)]
 
 
 def initial_backbone(config: AlbertConfig, custom_config: dict) -> AlbertBackbone:

@@ -8,7 +8,7 @@ import pytest
 
 from albert_keras import AlbertBackbone, AlbertConfig
 from albert_keras.convert.hf_files import save_hf_model
-from components.trainer.pretrain import PRETRAINING_FILE, continuation, documents, initial_backbone
+from components.trainer.pretrain import PRETRAINING_FILE, continuation, initial_backbone
 from tests.albert_keras.util import backbone_inputs, randomize_weights
 
 
@@ -25,25 +25,6 @@ def test_continues_from_an_hf_checkpoint_with_the_same_vocabulary(tmp_path):
     assert initial_backbone(config, {"init_checkpoint": ""}).config == config
     with pytest.raises(ValueError, match="vocabulary of 96, the pipeline's tokenizer 120"):
         initial_backbone(config.replace(vocab_size=120), {"init_checkpoint": str(tmp_path / "albert")})
-
-
-def test_documents_are_rebuilt_from_the_transform_features(tmp_path):
-    import tensorflow as tf
-
-    path = str(tmp_path / "part.gz")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for ids, lengths in (([5, 6, 7, 8, 9], [2, 3]), ([4], [1])):
-            example = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        "sentence_token_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
-                        "sentence_lengths": tf.train.Feature(int64_list=tf.train.Int64List(value=lengths)),
-                    }
-                )
-            )
-            writer.write(example.SerializeToString())
-    docs = [[list(s) for s in doc] for doc in documents([path])]
-    assert docs == [[[5, 6], [7, 8, 9]], [[4]]]
 
 
 def test_continues_the_last_pretrained_model_only_with_the_same_vocabulary(tmp_path):
